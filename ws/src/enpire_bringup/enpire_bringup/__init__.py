@@ -1,0 +1,1 @@
+"""Launch files, configuration, SO-101 description and the enpire command."""

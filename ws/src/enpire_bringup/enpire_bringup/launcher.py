@@ -1,0 +1,128 @@
+"""Start a launch plan's nodes as separate processes, without ros2 launch.
+
+Each node runs as ``python -m <package>.<executable> --ros-args ...``; its output is forwarded
+with a ``[name]`` prefix. Ctrl-C (or SIGTERM) stops all nodes; when one node exits, the others
+are stopped and the launcher returns non-zero, naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TextIO
+
+from enpire_bringup.fleet import NodeSpec, write_params_file
+
+
+class Launcher:
+    def __init__(
+        self,
+        specs: list[NodeSpec],
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
+        out: TextIO = sys.stdout,
+        stop_timeout: float = 5.0,
+    ):
+        self.specs = specs
+        self.python = python
+        self.env = dict(os.environ if env is None else env)
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.out = out
+        self.stop_timeout = stop_timeout
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._threads: list[threading.Thread] = []
+        self._print_lock = threading.Lock()
+        self._tmp = tempfile.TemporaryDirectory(prefix="enpire-launch-")
+        self.failed: tuple[str, int] | None = None
+
+    def command(self, spec: NodeSpec, params_file: Path) -> list[str]:
+        args = [self.python, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
+        if spec.namespace:
+            args += ["-r", f"__ns:=/{spec.namespace.strip('/')}"]
+        if spec.parameters:
+            args += ["--params-file", str(params_file)]
+        return args
+
+    def log(self, name: str, line: str) -> None:
+        with self._print_lock:
+            self.out.write(f"[{name}] {line}\n")
+            self.out.flush()
+
+    def start(self) -> None:
+        params_file = write_params_file(self.specs, Path(self._tmp.name) / "params.yaml")
+        width = max((len(s.fqn) for s in self.specs), default=0)
+        for spec in self.specs:
+            label = spec.fqn.lstrip("/").ljust(width - 1)
+            proc = subprocess.Popen(
+                self.command(spec, params_file),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=self.env,
+                start_new_session=True,  # Ctrl-C reaches us; we forward it
+            )
+            self.procs[spec.fqn] = proc
+            t = threading.Thread(target=self._pump, args=(label, proc), daemon=True)
+            t.start()
+            self._threads.append(t)
+            self.log("enpire", f"started {spec.fqn} (pid {proc.pid})")
+
+    def _pump(self, label: str, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.log(label, line.rstrip("\n"))
+
+    def poll(self) -> tuple[str, int] | None:
+        """The first node found to have exited, with its exit code."""
+        for fqn, proc in self.procs.items():
+            rc = proc.poll()
+            if rc is not None:
+                return fqn, rc
+        return None
+
+    def wait(self, stop_event: threading.Event | None = None) -> int:
+        """Block until a node exits or ``stop_event`` is set; then stop all. Returns exit code."""
+        stop_event = stop_event or threading.Event()
+        while not stop_event.is_set():
+            dead = self.poll()
+            if dead:
+                self.failed = dead
+                self.log("enpire", f"node {dead[0]} exited with code {dead[1]}; stopping all")
+                self.shutdown()
+                return 1
+            stop_event.wait(0.1)
+        self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        """SIGINT to every node, then SIGTERM, then SIGKILL to the ones still running."""
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            alive = [p for p in self.procs.values() if p.poll() is None]
+            if not alive:
+                break
+            for p in alive:
+                try:
+                    os.killpg(p.pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + self.stop_timeout
+            while time.monotonic() < deadline and any(p.poll() is None for p in alive):
+                time.sleep(0.05)
+        for p in self.procs.values():
+            p.wait()
+        for t in self._threads:
+            t.join(2.0)
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Launcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()

@@ -1,0 +1,73 @@
+"""Launch an enpire fleet: ros2 launch enpire_bringup fleet.launch.py robots:=4 sim:=true
+
+The node list comes from enpire_bringup.fleet.plan_nodes, the same function `enpire launch` uses.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node, PushROSNamespace
+from launch_ros.substitutions import FindPackageShare
+
+from enpire_bringup.fleet import FleetConfig, plan_nodes
+
+
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _nodes(context):
+    cfg = FleetConfig(
+        robots=LaunchConfiguration("robots").perform(context),
+        sim=_truthy(LaunchConfiguration("sim").perform(context)),
+        agents=int(LaunchConfiguration("agents").perform(context)),
+        agent_backend=LaunchConfiguration("agent_backend").perform(context),
+        task=LaunchConfiguration("task").perform(context),
+        params_file=LaunchConfiguration("params_file").perform(context),
+    )
+    use_sim_time = _truthy(LaunchConfiguration("use_sim_time").perform(context))
+    actions = []
+    for spec in plan_nodes(cfg):
+        node = Node(
+            package=spec.package,
+            executable=spec.executable,
+            name=spec.name,
+            parameters=[{**spec.parameters, "use_sim_time": use_sim_time}],
+            output="screen",
+        )
+        if spec.namespace:
+            actions.append(GroupAction([PushROSNamespace(spec.namespace), node]))
+        else:
+            actions.append(node)
+    return actions
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "robots", default_value="1", description="Robot count, or comma-separated names."
+            ),
+            DeclareLaunchArgument(
+                "sim", default_value="true", description="Simulated cells (true) or hardware."
+            ),
+            DeclareLaunchArgument(
+                "agents", default_value="0", description="Number of coding agents to host."
+            ),
+            DeclareLaunchArgument(
+                "agent_backend", default_value="offline", description="offline | openai"
+            ),
+            DeclareLaunchArgument("task", default_value="pusht", description="Task to run."),
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=PathJoinSubstitution(
+                    [FindPackageShare("enpire_bringup"), "config", "enpire.yaml"]
+                ),
+                description="Parameters file with one block per node.",
+            ),
+            DeclareLaunchArgument(
+                "use_sim_time", default_value="false", description="Use /clock as time source."
+            ),
+            OpaqueFunction(function=_nodes),
+        ]
+    )

@@ -1,0 +1,72 @@
+"""The `enpire` command as a user runs it: real processes on an isolated ROS domain."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def _enpire(*args, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "enpire_bringup.enpire", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,
+    )
+
+
+def test_help_lists_subcommands():
+    out = _enpire("--help")
+    assert out.returncode == 0
+    for sub in ("launch", "reset", "demo"):
+        assert sub in out.stdout
+
+
+def test_dry_run_prints_plan():
+    out = _enpire("launch", "--robots", "3", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "/env_node: enpire_env/env_node" in out.stdout
+    assert "robot_2" in out.stdout
+
+
+def test_bad_robot_spec_is_a_clear_error():
+    out = _enpire("launch", "--robots", "0", "--dry-run")
+    assert out.returncode == 2
+    assert "robots must be >= 1" in out.stderr
+
+
+def test_launch_prefixes_logs_and_stops_cleanly_on_ctrl_c(ros_domain):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enpire_bringup.enpire", "launch", "--robots", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "reset server ready" in line:
+            break
+    assert any(line.startswith("[env_node]") and "reset server ready" in line for line in lines)
+    child_pids = [int(x.split("pid ")[1].rstrip(")\n")) for x in lines if "(pid " in x]
+    assert child_pids
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    for pid in child_pids:
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read()
+
+
+def test_launch_exits_nonzero_naming_the_node_that_died(ros_domain, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env_node:\n  ros__parameters:\n    max_attempts: 'three'\n")
+    out = _enpire("launch", "--config", str(bad))
+    assert out.returncode == 1
+    assert "/env_node" in out.stderr and "died" in out.stderr

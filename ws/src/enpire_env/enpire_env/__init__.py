@@ -1,0 +1,1 @@
+"""EN: the simulated SO-101 PushT cell, automatic reset, verification and safety limits."""

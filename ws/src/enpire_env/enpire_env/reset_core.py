@@ -1,0 +1,175 @@
+"""The ROS-free core of the Reset action: goal validation, per-robot exclusion, routines.
+
+The node (``env_node``) only maps the action onto this module.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from enpire_env.tasks import UnknownTaskError, get_task
+
+RESET_MODES = ("pick_place", "teleport")
+
+
+class ResetErrorCode(enum.IntEnum):
+    """Mirrors the constants of ``enpire_msgs/action/Reset`` (checked by a test)."""
+
+    NONE = 0
+    UNKNOWN = 100
+    UNKNOWN_ROBOT = 101
+    UNKNOWN_TASK = 102
+    ROBOT_BUSY = 103
+    INVALID_GOAL = 104
+    CELL_UNAVAILABLE = 105
+    GRASP_FAILED = 106
+    VERIFICATION_FAILED = 107
+    TIMEOUT = 108
+    CANCELED = 109
+
+
+class ResetError(Exception):
+    def __init__(self, code: ResetErrorCode, msg: str):
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+
+
+@dataclass
+class ResetRequest:
+    robot_id: str
+    task: str
+    seed: int = -1
+    mode: str = ""
+    start_state: list[float] = field(default_factory=list)
+    max_attempts: int = 0
+
+
+@dataclass
+class ResetPlan:
+    """A validated request with every default filled in."""
+
+    robot_id: str
+    task: str
+    seed: int
+    mode: str
+    start_state: np.ndarray
+    max_attempts: int
+
+
+@dataclass
+class ResetOutcome:
+    success: bool
+    error_code: ResetErrorCode = ResetErrorCode.NONE
+    error_msg: str = ""
+    verified_state: list[float] = field(default_factory=list)
+    attempts: int = 0
+    robot_seconds: float = 0.0
+
+
+def validate(
+    req: ResetRequest,
+    robots: Iterable[str],
+    default_mode: str,
+    default_max_attempts: int,
+    rng: np.random.Generator | None = None,
+) -> ResetPlan:
+    """Check a goal and fill in defaults; raise ResetError with a code and message."""
+    robots = list(robots)
+    if req.robot_id not in robots:
+        raise ResetError(
+            ResetErrorCode.UNKNOWN_ROBOT,
+            f"unknown robot '{req.robot_id}'; this server resets: {', '.join(robots) or 'none'}",
+        )
+    try:
+        task = get_task(req.task)
+    except UnknownTaskError as e:
+        raise ResetError(ResetErrorCode.UNKNOWN_TASK, str(e.args[0])) from None
+    mode = req.mode or default_mode
+    if mode not in RESET_MODES:
+        raise ResetError(
+            ResetErrorCode.INVALID_GOAL,
+            f"unknown reset mode '{mode}'; use one of: {', '.join(RESET_MODES)}",
+        )
+    if req.max_attempts < 0:
+        raise ResetError(ResetErrorCode.INVALID_GOAL, "max_attempts must be >= 0")
+    seed = int(req.seed)
+    if seed < 0:
+        seed = int((rng or np.random.default_rng()).integers(0, 2**31 - 1))
+    if len(req.start_state) > 0:
+        try:
+            state = task.validate_start_state(req.start_state)
+        except ValueError as e:
+            raise ResetError(ResetErrorCode.INVALID_GOAL, str(e)) from None
+    else:
+        state = task.sample_start_state(seed)
+    return ResetPlan(
+        robot_id=req.robot_id,
+        task=task.name,
+        seed=seed,
+        mode=mode,
+        start_state=state,
+        max_attempts=req.max_attempts or default_max_attempts,
+    )
+
+
+class RobotLocks:
+    """At most one reset per robot at a time."""
+
+    def __init__(self) -> None:
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+
+    def acquire(self, robot_id: str) -> bool:
+        with self._lock:
+            if robot_id in self._busy:
+                return False
+            self._busy.add(robot_id)
+            return True
+
+    def release(self, robot_id: str) -> None:
+        with self._lock:
+            self._busy.discard(robot_id)
+
+    def busy(self) -> set[str]:
+        with self._lock:
+            return set(self._busy)
+
+
+FeedbackFn = Callable[[str, float, int], None]
+CancelFn = Callable[[], bool]
+
+
+class PlaceholderResetRoutine:
+    """Walks through the reset phases without moving anything.
+
+    It stands in until the simulated cell exists; it reports ``verified_state`` empty because it
+    has nothing to verify with, and the node marks results from it with ``mode='placeholder'``.
+    """
+
+    PHASES = ("approach", "grasp", "lift", "place", "release", "retreat", "verify")
+
+    def __init__(self, phase_seconds: float = 0.05):
+        self.phase_seconds = phase_seconds
+
+    def run(self, plan: ResetPlan, feedback: FeedbackFn, canceled: CancelFn) -> ResetOutcome:
+        t0 = time.monotonic()
+        for i, phase in enumerate(self.PHASES):
+            if canceled():
+                return ResetOutcome(
+                    False,
+                    ResetErrorCode.CANCELED,
+                    "reset canceled",
+                    attempts=1,
+                    robot_seconds=time.monotonic() - t0,
+                )
+            feedback(phase, i / len(self.PHASES), 1)
+            time.sleep(self.phase_seconds)
+        feedback("done", 1.0, 1)
+        return ResetOutcome(True, attempts=1, robot_seconds=time.monotonic() - t0)

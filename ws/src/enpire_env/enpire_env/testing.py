@@ -1,0 +1,213 @@
+"""Test helpers: an isolated ROS graph per test and real node processes.
+
+Import the fixtures into a ``conftest.py``::
+
+    from enpire_env.testing import ros_domain, ros_context  # noqa: F401
+
+Each test gets its own ``ROS_DOMAIN_ID`` and localhost-only discovery, so tests (and pytest-xdist
+workers) run in parallel without seeing each other's nodes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+_DOMAINS_PER_WORKER = 24
+_counter = itertools.count()
+
+
+def allocate_domain_id() -> int:
+    """A domain id in 1..96 unique to this test within the pytest-xdist worker."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    idx = int(worker[2:]) if worker[2:].isdigit() else 0
+    return 1 + (idx % 4) * _DOMAINS_PER_WORKER + next(_counter) % _DOMAINS_PER_WORKER
+
+
+def isolated_env(domain_id: int, base: dict | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.pop("ROS_STATIC_PEERS", None)
+    env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def ros_domain(monkeypatch) -> int:
+    """Give this test its own ROS domain (also for the processes it starts)."""
+    domain_id = allocate_domain_id()
+    for k, v in isolated_env(domain_id, {}).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("ROS_STATIC_PEERS", raising=False)
+    return domain_id
+
+
+@pytest.fixture
+def ros_context(ros_domain) -> Iterator[object]:
+    """An rclpy context on the test's domain, shut down afterwards."""
+    import rclpy
+    from rclpy.context import Context
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=ros_domain)
+    try:
+        yield ctx
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+class NodeProcess:
+    """A ROS node run as ``python -m module`` in its own process, its output captured."""
+
+    def __init__(self, module: str, ros_args: list[str] | None = None, env=None):
+        cmd = [sys.executable, "-m", module]
+        if ros_args:
+            cmd += ["--ros-args", *ros_args]
+        self.module = module
+        self.lines: list[str] = []
+        self._cv = threading.Condition()
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env or dict(os.environ),
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cv:
+                self.lines.append(line.rstrip("\n"))
+                self._cv.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._cv:
+            return "\n".join(self.lines)
+
+    def wait_for_output(self, text: str, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while not any(text in line for line in self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    return any(text in line for line in self.lines)
+                self._cv.wait(min(left, 0.2))
+            return True
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """SIGINT, then SIGTERM, then SIGKILL; returns the exit code."""
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            if self.proc.poll() is not None:
+                break
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                continue
+        self.proc.wait()
+        self._reader.join(2.0)
+        return self.proc.returncode
+
+    def __enter__(self) -> NodeProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class ActionCall:
+    """What one action call returned: acceptance, feedback messages, status and result."""
+
+    def __init__(self) -> None:
+        self.accepted = False
+        self.feedback: list = []
+        self.status: int | None = None
+        self.result = None
+
+
+def call_action(
+    context,
+    action_type,
+    action_name: str,
+    goals: list,
+    timeout: float = 30.0,
+    cancel_after_feedback: int | None = None,
+) -> list[ActionCall]:
+    """Send ``goals`` concurrently from a fresh node on ``context``; wait for every result.
+
+    With ``cancel_after_feedback=n`` each goal is cancelled once it has sent n feedback messages.
+    """
+    from rclpy.action import ActionClient
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    node = Node("test_action_client", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        client = ActionClient(node, action_type, action_name)
+        if not client.wait_for_server(timeout_sec=timeout):
+            raise TimeoutError(f"action server {action_name} not available after {timeout} s")
+        calls = [ActionCall() for _ in goals]
+        handles: list = [None] * len(goals)
+
+        def on_feedback(i):
+            def cb(msg):
+                calls[i].feedback.append(msg.feedback)
+                if (
+                    cancel_after_feedback is not None
+                    and len(calls[i].feedback) == cancel_after_feedback
+                    and handles[i] is not None
+                ):
+                    handles[i].cancel_goal_async()
+
+            return cb
+
+        futures = [
+            client.send_goal_async(g, feedback_callback=on_feedback(i))
+            for i, g in enumerate(goals)
+        ]
+        deadline = time.monotonic() + timeout
+        result_futures = []
+        for i, f in enumerate(futures):
+            executor.spin_until_future_complete(
+                f, timeout_sec=max(0.0, deadline - time.monotonic())
+            )
+            handle = f.result()
+            if handle is None:
+                raise TimeoutError(f"goal {i} got no answer in {timeout} s")
+            calls[i].accepted = handle.accepted
+            handles[i] = handle
+            result_futures.append(handle.get_result_async() if handle.accepted else None)
+        for i, rf in enumerate(result_futures):
+            if rf is None:
+                continue
+            executor.spin_until_future_complete(
+                rf, timeout_sec=max(0.0, deadline - time.monotonic())
+            )
+            if rf.result() is None:
+                raise TimeoutError(f"goal {i} got no result in {timeout} s")
+            calls[i].status = rf.result().status
+            calls[i].result = rf.result().result
+        return calls
+    finally:
+        executor.shutdown()
+        node.destroy_node()

@@ -1,0 +1,1 @@
+"""E: coding-agent hosts, git worktrees, experiment ledger, MTU accounting, morning report."""

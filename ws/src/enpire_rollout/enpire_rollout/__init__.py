@@ -1,0 +1,1 @@
+"""R: fleet scheduler, episode execution, recording and MRU accounting."""
