@@ -1,0 +1,214 @@
+"""SO-101 kinematics from the URDF in enpire_bringup/urdf (the single source of kinematics).
+
+Forward kinematics comes from ``ikpy`` on the URDF chain base_link -> tool_tip. Inverse
+kinematics for the tool tip is closed-form: every joint offset of the SO-101 lies in the arm's
+vertical plane, so the pan angle fixes that plane and lift / elbow / wrist-flex form a planar
+3-link chain whose lengths are read from the same URDF. It runs in microseconds, which the 10 Hz
+control loops need (ikpy's numeric IK takes ~0.25 s), and tests check it against ikpy's FK.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import tempfile
+import warnings
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+JOINT_NAMES = (
+    "shoulder_pan",
+    "shoulder_lift",
+    "elbow_flex",
+    "wrist_flex",
+    "wrist_roll",
+    "gripper",
+)
+ARM_JOINTS = JOINT_NAMES[:5]
+GRIPPER_INDEX = JOINT_NAMES.index("gripper")
+_CHAIN = (
+    "base_link", "shoulder_pan", "shoulder_link", "shoulder_lift", "upper_arm_link",
+    "elbow_flex", "lower_arm_link", "wrist_flex", "wrist_link", "wrist_roll", "gripper_link",
+    "tool_tip_joint", "tool_tip",
+)  # fmt: skip
+
+
+class UnreachableError(ValueError):
+    """No joint configuration within limits puts the tool tip there."""
+
+
+@dataclass(frozen=True)
+class JointLimit:
+    lower: float
+    upper: float
+    velocity: float
+
+
+def default_xacro_path() -> Path:
+    """enpire_bringup's so101.urdf.xacro, installed or in the source tree."""
+    env = os.environ.get("ENPIRE_SO101_XACRO")
+    if env:
+        return Path(env)
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        p = Path(get_package_share_directory("enpire_bringup")) / "urdf" / "so101.urdf.xacro"
+        if p.is_file():
+            return p
+    except Exception:  # noqa: BLE001 - no ament index / not installed: try the source tree
+        pass
+    p = Path(__file__).resolve().parents[2] / "enpire_bringup" / "urdf" / "so101.urdf.xacro"
+    if p.is_file():
+        return p
+    raise FileNotFoundError("so101.urdf.xacro not found (is enpire_bringup built?)")
+
+
+@functools.cache
+def default_urdf() -> str:
+    import xacro
+
+    return xacro.process_file(str(default_xacro_path())).toxml()
+
+
+def _rot(v: np.ndarray, a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+
+
+class So101Kinematics:
+    def __init__(self, urdf: str | None = None):
+        import ikpy.chain
+
+        self.urdf = urdf or default_urdf()
+        root = ET.fromstring(self.urdf)
+        joints = {j.get("name"): j for j in root.iter("joint")}
+        self.limits: dict[str, JointLimit] = {}
+        for name in JOINT_NAMES:
+            lim = joints[name].find("limit")
+            self.limits[name] = JointLimit(
+                float(lim.get("lower")), float(lim.get("upper")), float(lim.get("velocity"))
+            )
+
+        def origin(name: str) -> np.ndarray:
+            o = joints[name].find("origin")
+            return np.array([float(v) for v in o.get("xyz").split()])
+
+        # planar geometry in the arm plane (x forward after pan, z up)
+        lift, elbow, wrist = origin("shoulder_lift"), origin("elbow_flex"), origin("wrist_flex")
+        roll, tip = origin("wrist_roll"), origin("tool_tip_joint")
+        self._shoulder = np.array([lift[0], origin("shoulder_pan")[2] + lift[2]])
+        self._upper = np.array([elbow[0], elbow[2]])
+        self._fore = np.array([wrist[0], wrist[2]])
+        self._tool = float(roll[0] + tip[0])
+
+        with tempfile.NamedTemporaryFile("w", suffix=".urdf", delete=False) as f:
+            f.write(self.urdf)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._chain = ikpy.chain.Chain.from_urdf_file(
+                    f.name,
+                    base_elements=list(_CHAIN),
+                    active_links_mask=[False, True, True, True, True, True, False],
+                )
+        finally:
+            os.unlink(f.name)
+
+    # --- limits ---------------------------------------------------------------------------
+    def lower(self) -> np.ndarray:
+        return np.array([self.limits[n].lower for n in JOINT_NAMES])
+
+    def upper(self) -> np.ndarray:
+        return np.array([self.limits[n].upper for n in JOINT_NAMES])
+
+    def max_velocity(self) -> np.ndarray:
+        return np.array([self.limits[n].velocity for n in JOINT_NAMES])
+
+    def within_limits(self, q, tol: float = 1e-9) -> bool:
+        q = np.asarray(q, dtype=float)[: len(JOINT_NAMES)]
+        n = len(q)
+        return bool(np.all(q >= self.lower()[:n] - tol) and np.all(q <= self.upper()[:n] + tol))
+
+    # --- forward kinematics ---------------------------------------------------------------
+    def fk(self, q) -> np.ndarray:
+        """4x4 pose of tool_tip in base_link for joint positions (first five used)."""
+        full = np.zeros(len(self._chain.links))
+        full[1:6] = np.asarray(q, dtype=float)[:5]
+        return self._chain.forward_kinematics(full)
+
+    def tip_position(self, q) -> np.ndarray:
+        return self.fk(q)[:3, 3]
+
+    @staticmethod
+    def yaw_of(pose: np.ndarray) -> float:
+        """Direction of the jaws' opening axis (gripper y) projected on the table [rad]."""
+        return math.atan2(pose[1, 1], pose[0, 1])
+
+    # --- inverse kinematics ---------------------------------------------------------------
+    def ik(
+        self,
+        position,
+        yaw: float | None = None,
+        pitch: float = -math.pi / 2,
+        seed=None,
+        max_tilt: float = 0.0,
+    ) -> np.ndarray:
+        """Joint positions (6, gripper from ``seed``) putting tool_tip at ``position``.
+
+        The tool points along ``pitch`` in the arm plane (-pi/2: straight down). If that is out
+        of reach, pitches up to ``max_tilt`` rad closer to horizontal are tried. ``yaw`` sets the
+        jaw axis on the table when the tool points down; None keeps wrist_roll from ``seed``.
+        """
+        seed = np.zeros(6) if seed is None else np.asarray(seed, dtype=float)
+        p = np.asarray(position, dtype=float)
+        pan = math.atan2(p[1], p[0])
+        r = math.hypot(p[0], p[1])
+        steps = [0.0] + list(np.linspace(0.05, max_tilt, max(int(max_tilt / 0.05), 1)))
+        last_err = "no candidate pitch"
+        for tilt in steps if max_tilt > 0 else [0.0]:
+            try:
+                q = self._planar_ik(r, p[2], pitch + tilt)
+            except UnreachableError as e:
+                last_err = str(e)
+                continue
+            roll = seed[4] if yaw is None else self._roll_for_yaw(pan, yaw)
+            sol = np.array([pan, *q, roll, seed[5]])
+            if self.within_limits(sol):
+                return sol
+            bad = [n for n, v, lo, hi in zip(JOINT_NAMES, sol, self.lower(), self.upper(),
+                                              strict=True) if not lo <= v <= hi]  # fmt: skip
+            last_err = f"joint limits exceeded: {', '.join(bad)}"
+        raise UnreachableError(f"tool tip {np.round(p, 4).tolist()} unreachable ({last_err})")
+
+    def _planar_ik(self, r: float, z: float, psi: float) -> tuple[float, float, float]:
+        w = np.array([r, z]) - self._tool * np.array([math.cos(psi), math.sin(psi)])
+        d = w - self._shoulder
+        dist = float(np.hypot(*d))
+        l1, l2 = float(np.hypot(*self._upper)), float(np.hypot(*self._fore))
+        c = (dist**2 - l1**2 - l2**2) / (2 * l1 * l2)
+        if not -1.0 <= c <= 1.0:
+            raise UnreachableError(f"wrist at distance {dist:.3f} m from the shoulder")
+        delta = -math.acos(c)  # elbow up
+        a1 = math.atan2(d[1], d[0]) - math.atan2(l2 * math.sin(delta), l1 + l2 * math.cos(delta))
+        a2 = a1 + delta
+        b1 = math.atan2(self._upper[1], self._upper[0])
+        b2 = math.atan2(self._fore[1], self._fore[0])
+        # a joint turning by +t about y turns the arm plane's vectors by -t
+        t1 = b1 - a1
+        t2 = b2 - a2 - t1
+        t3 = -psi - t1 - t2
+        return t1, t2, t3
+
+    def _roll_for_yaw(self, pan: float, yaw: float) -> float:
+        # tool pointing down: wrist_roll turns the jaw axis about -z, from pan + pi/2
+        lo, hi = self.limits["wrist_roll"].lower, self.limits["wrist_roll"].upper
+        roll = math.remainder(pan + math.pi / 2 - yaw, 2 * math.pi)
+        # the jaws are symmetric: yaw and yaw + pi grasp alike; pick the one within limits
+        for cand in (roll, roll - math.pi, roll + math.pi):
+            if lo <= cand <= hi:
+                return cand
+        return roll

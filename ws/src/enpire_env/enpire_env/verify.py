@@ -1,0 +1,172 @@
+"""Verification from the camera: estimate the block pose in a top-down image (OpenCV) and score
+it with gym-pusht's rule (coverage of the goal region; success when coverage > 0.95).
+
+This is the reward / success function agents call and read::
+
+    from enpire_env.verify import evaluate
+    v = evaluate(rgb_image)      # v.pose, v.coverage, v.reward, v.success
+
+Method: classify pixels by the nearest colour of the renderer's palette (block fill and outline,
+goal, pusher, table, walls); take the block mask's centroid and principal axis for a first
+guess (four orientations, since the T's axis is known only up to a quarter turn from moments
+alone); then refine (x, y, theta) by pattern search on the mismatch between the observed mask
+and a T drawn at the candidate pose, ignoring pixels the pusher covers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from enpire_env.pusht_geometry import (
+    WORKSPACE_PX,
+    coverage,
+    is_success,
+    reward_from_coverage,
+    tee_local_polygons,
+    tee_polygons,
+)
+
+# RGB colours as gym-pusht's renderer draws them
+PALETTE = {
+    "table": (255, 255, 255),
+    "wall": (211, 211, 211),
+    "block": (143, 163, 184),
+    "block_edge": (119, 136, 153),
+    "goal": (144, 238, 144),
+    "pusher": (65, 105, 225),
+    "pusher_edge": (78, 126, 255),
+}
+_NAMES = list(PALETTE)
+_COLOURS = np.array([PALETTE[n] for n in _NAMES], dtype=np.int32)
+_SHIFT = 4  # fillPoly sub-pixel bits
+# where the renderer draws a workspace point relative to where it is (calibrated once with
+# bench/verifier_agreement.py --calibrate, like a camera's extrinsics)
+RENDER_OFFSET_PX = (0.2, 0.55)
+
+# area centroid of the T in body coordinates (px)
+_polys = tee_local_polygons()
+_areas = [cv2.contourArea(p.astype(np.float32)) for p in _polys]
+LOCAL_CENTROID = sum(a * p.mean(axis=0) for a, p in zip(_areas, _polys, strict=True)) / sum(_areas)
+
+
+@dataclass
+class PoseEstimate:
+    pose: np.ndarray  # (x, y, theta) in workspace px, theta in [-pi, pi)
+    mismatch: float  # fraction of the T's area that disagrees with the image
+    visible_px: int  # block pixels seen
+
+
+@dataclass
+class Verdict:
+    pose: np.ndarray | None
+    coverage: float
+    reward: float
+    success: bool
+    mismatch: float
+
+    @property
+    def ok(self) -> bool:
+        return self.pose is not None
+
+
+def classify(img: np.ndarray) -> np.ndarray:
+    """Index into PALETTE of the nearest colour, per pixel."""
+    d = ((img[:, :, None, :].astype(np.int32) - _COLOURS[None, None]) ** 2).sum(-1)
+    return d.argmin(-1)
+
+
+def segment(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(block mask, pixels to ignore because the pusher covers them), uint8 0/1."""
+    cls = classify(img)
+    block = np.isin(cls, [_NAMES.index("block"), _NAMES.index("block_edge")])
+    pusher = np.isin(cls, [_NAMES.index("pusher"), _NAMES.index("pusher_edge")])
+    return block.astype(np.uint8), pusher.astype(np.uint8)
+
+
+def _draw(pose, size: int) -> np.ndarray:
+    scale = size / WORKSPACE_PX * (1 << _SHIFT)
+    mask = np.zeros((size, size), np.uint8)
+    pts = [np.round((p * scale) - (1 << _SHIFT) / 2).astype(np.int32) for p in tee_polygons(pose)]
+    cv2.fillPoly(mask, pts, 1, lineType=cv2.LINE_8, shift=_SHIFT)
+    return mask
+
+
+def _mismatch(pose, block: np.ndarray, care: np.ndarray) -> int:
+    return int(np.count_nonzero((_draw(pose, block.shape[0]) ^ block) & care))
+
+
+def _pose_from_centroid(cx: float, cy: float, th: float) -> np.ndarray:
+    """Body pose whose T has its area centroid at (cx, cy)."""
+    c, s = math.cos(th), math.sin(th)
+    lx, ly = LOCAL_CENTROID
+    return np.array([cx - (c * lx - s * ly), cy - (s * lx + c * ly), th])
+
+
+def _initial_guesses(block: np.ndarray, care: np.ndarray, keep: int = 2) -> list[np.ndarray]:
+    """(cx, cy, theta) of the best poses on a 10-degree grid, centred on the mask's centroid."""
+    m = cv2.moments(block, binaryImage=True)
+    if m["m00"] == 0:
+        return []
+    k = WORKSPACE_PX / block.shape[0]
+    cx, cy = (m["m10"] / m["m00"] + 0.5) * k, (m["m01"] / m["m00"] + 0.5) * k
+    scored = []
+    for th in np.linspace(-math.pi, math.pi, 36, endpoint=False):
+        g = np.array([cx, cy, th])
+        scored.append((_mismatch(_pose_from_centroid(*g), block, care), len(scored), g))
+    scored.sort(key=lambda e: e[:2])
+    return [g for _, _, g in scored[:keep]]
+
+
+def _refine(start: np.ndarray, block: np.ndarray, care: np.ndarray) -> tuple[np.ndarray, int]:
+    """Pattern search over (centroid x, centroid y, theta): turning about the centroid keeps
+    the three parameters nearly independent, so the search does not stall."""
+
+    def err(g):
+        return _mismatch(_pose_from_centroid(*g), block, care)
+
+    best, best_err = start.copy(), err(start)
+    k = WORKSPACE_PX / block.shape[0]
+    steps = np.array([1.0 * k, 1.0 * k, 0.06])
+    while steps[0] > 0.03 * k:
+        improved = False
+        for dim in range(3):
+            for sign in (1.0, -1.0):
+                cand = best.copy()
+                cand[dim] += sign * steps[dim]
+                e = err(cand)
+                if e < best_err:
+                    best, best_err, improved = cand, e, True
+        if not improved:
+            steps /= 2
+    return _pose_from_centroid(*best), best_err
+
+
+def estimate_block_pose(img: np.ndarray, min_pixels: int = 50) -> PoseEstimate | None:
+    """The block pose seen in a square top-down RGB image, or None if no block is visible."""
+    if img.ndim != 3 or img.shape[0] != img.shape[1] or img.shape[2] != 3:
+        raise ValueError(f"expected a square RGB image, got shape {img.shape}")
+    block, pusher = segment(img)
+    visible = int(block.sum())
+    if visible < min_pixels:
+        return None
+    care = (1 - pusher).astype(np.uint8)
+    best, best_err = min(
+        (_refine(g, block, care) for g in _initial_guesses(block, care)), key=lambda r: r[1]
+    )
+    best = best - (*RENDER_OFFSET_PX, 0.0)
+    best[2] = math.remainder(best[2], 2 * math.pi)
+    area = _draw(best, block.shape[0]).sum()
+    return PoseEstimate(best, best_err / max(area, 1), visible)
+
+
+def evaluate(img: np.ndarray) -> Verdict:
+    """Reward and success of the scene in a camera image, by gym-pusht's coverage rule."""
+    est = estimate_block_pose(img)
+    if est is None:
+        return Verdict(None, 0.0, 0.0, False, 1.0)
+    cov = coverage(est.pose)
+    return Verdict(est.pose, cov, reward_from_coverage(cov), is_success(cov), est.mismatch)

@@ -1,0 +1,123 @@
+import math
+
+import numpy as np
+import pytest
+
+from enpire_env.pusht_geometry import tee_world_point
+from enpire_env.sim_cell import CellConfig, CommandError, PushTCell
+
+GRIP = 5
+
+
+@pytest.fixture
+def cell():
+    return PushTCell()
+
+
+def _go(cell, xyz, gripper=1.0, yaw=None, steps=40):
+    q = cell.kin.ik(xyz, yaw=yaw, seed=cell.q, max_tilt=0.7)
+    q[GRIP] = gripper
+    cell.command([(0.5, q)])
+    for _ in range(steps):
+        cell.step()
+    return q
+
+
+def test_table_pixel_round_trip_and_orientation():
+    cfg = CellConfig()
+    for u, v in [(0, 0), (256, 256), (100, 400)]:
+        assert cfg.table_to_px(*cfg.px_to_table(u, v)) == pytest.approx((u, v))
+    # forward (x) is up in the image, left (y) is left in the image
+    u0, v0 = cfg.table_to_px(0.2, 0.0)
+    assert cfg.table_to_px(0.25, 0.0)[1] < v0 and cfg.table_to_px(0.2, 0.05)[0] < u0
+    for yaw in (0.0, 1.0, -2.0):
+        assert cfg.px_to_yaw(cfg.yaw_to_px(yaw)) == pytest.approx(yaw)
+
+
+def test_joints_respect_velocity_limits(cell):
+    q0 = cell.q.copy()
+    target = q0.copy()
+    target[0] += 1.0
+    cell.command([(0.01, target)])
+    cell.step()
+    assert abs(cell.q[0] - q0[0]) == pytest.approx(cell.kin.max_velocity()[0] * cell.dt)
+    for _ in range(10):
+        cell.step()
+    assert cell.q[0] == pytest.approx(target[0])
+
+
+@pytest.mark.parametrize(
+    "points, message",
+    [
+        ([], "no points"),
+        ([(0.5, [0.0] * 5)], "expected 6"),
+        ([(0.5, [math.nan] * 6)], "non-finite"),
+        ([(0.5, [0.0] * 6), (0.4, [0.0] * 6)], "must increase"),
+    ],
+)
+def test_malformed_commands_are_refused_and_motion_continues(cell, points, message):
+    q = cell.q.copy()
+    with pytest.raises(CommandError, match=message):
+        cell.command(points)
+    cell.step()
+    assert cell.q == pytest.approx(q)
+
+
+def test_out_of_range_positions_are_clipped(cell):
+    assert cell.command([(0.5, [9.0, 0, 0, 0, 0, 1.0])]) == 1
+    for _ in range(20):
+        cell.step()
+    assert cell.q[0] == pytest.approx(cell.kin.limits["shoulder_pan"].upper)
+
+
+def test_low_tip_pushes_the_block_and_lifted_tip_does_not(cell):
+    cell.teleport((256.0, 256.0, 0.0))
+    cfg = cell.cfg
+    start = cfg.px_to_table(256, 380)
+    _go(cell, (*start, 0.05))
+    _go(cell, (*start, 0.005))
+    before = cell.block_pose()
+    # sweep over the block with the tip lifted: nothing moves
+    _go(cell, (*cfg.px_to_table(256, 380), 0.05))
+    _go(cell, (*cfg.px_to_table(256, 150), 0.05), steps=60)
+    assert cell.block_pose() == pytest.approx(before, abs=1e-6)
+    # push from below (image) with the tip low: the block moves up the image
+    _go(cell, (*cfg.px_to_table(256, 400), 0.05))
+    _go(cell, (*cfg.px_to_table(256, 400), 0.005))
+    _go(cell, (*cfg.px_to_table(256, 300), 0.005), steps=60)
+    assert cell.block_pose()[1] < before[1] - 20
+
+
+def test_closed_gripper_carries_the_block(cell):
+    cell.teleport((256.0, 300.0, 0.0))
+    grasp = cell.cfg.px_to_table(256, 375)  # middle of the stem
+    _go(cell, (*grasp, 0.05))
+    _go(cell, (*grasp, 0.004))
+    _go(cell, (*grasp, 0.004), gripper=0.0)
+    assert cell.attached and cell.q[GRIP] == pytest.approx(cell.cfg.gripper_holding)
+    _go(cell, (*grasp, 0.05), gripper=0.0)
+    _go(cell, (*cell.cfg.px_to_table(200, 375), 0.05), gripper=0.0)
+    # the grasped point of the T travels with the tip (the T turns with the jaws' yaw)
+    assert tee_world_point(cell.block_pose(), (0, 75)) == pytest.approx((200, 375), abs=1.0)
+    _go(cell, (*cell.cfg.px_to_table(200, 375), 0.008), gripper=0.0)
+    _go(cell, (*cell.cfg.px_to_table(200, 375), 0.008), gripper=1.0)
+    assert not cell.attached
+    placed = cell.block_pose()
+    _go(cell, (*cell.cfg.px_to_table(200, 375), 0.05))
+    assert cell.block_pose() == pytest.approx(placed, abs=0.5)  # lifting off does not push
+
+
+def test_closing_beside_the_block_grasps_nothing(cell):
+    cell.teleport((256.0, 300.0, 0.0))
+    beside = cell.cfg.px_to_table(150, 400)
+    _go(cell, (*beside, 0.004))
+    _go(cell, (*beside, 0.004), gripper=0.0)
+    assert not cell.attached and cell.q[GRIP] == pytest.approx(0.0)
+
+
+def test_ground_truth_and_render(cell):
+    cell.teleport((256.0, 256.0, math.pi / 4))
+    gt = cell.ground_truth()
+    assert gt["success"] and gt["coverage"] == pytest.approx(1.0)
+    img = cell.render(128)
+    assert img.shape == (128, 128, 3) and img.dtype == np.uint8

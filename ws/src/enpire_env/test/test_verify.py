@@ -1,0 +1,42 @@
+import math
+
+import numpy as np
+import pytest
+
+from enpire_env.pusht_geometry import GOAL_POSE, coverage
+from enpire_env.sim_cell import PushTCell
+from enpire_env.tasks import PUSHT
+from enpire_env.verify import estimate_block_pose, evaluate
+
+
+@pytest.fixture(scope="module")
+def cell():
+    return PushTCell()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_pose_estimate_is_within_a_few_pixels(cell, seed):
+    cell.teleport(PUSHT.sample_start_state(seed))
+    est = estimate_block_pose(cell.render(256))
+    gt = cell.block_pose()
+    assert np.hypot(*(est.pose[:2] - gt[:2])) < 4.0
+    assert abs(math.remainder(est.pose[2] - gt[2], 2 * math.pi)) < 0.05
+    assert est.mismatch < 0.1
+
+
+def test_success_is_judged_from_the_image(cell):
+    cell.teleport(GOAL_POSE)
+    v = evaluate(cell.render(256))
+    assert v.success and v.reward == 1.0
+    off = (GOAL_POSE[0] + 15, GOAL_POSE[1], GOAL_POSE[2])
+    cell.teleport(off)
+    v = evaluate(cell.render(256))
+    assert not v.success and v.coverage == pytest.approx(coverage(off), abs=0.03)
+
+
+def test_no_block_in_view():
+    img = np.full((64, 64, 3), 255, np.uint8)
+    assert estimate_block_pose(img) is None
+    assert not evaluate(img).ok and evaluate(img).reward == 0.0
+    with pytest.raises(ValueError, match="square RGB"):
+        estimate_block_pose(np.zeros((10, 20, 3), np.uint8))
