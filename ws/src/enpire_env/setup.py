@@ -20,6 +20,7 @@ setup(
     entry_points={
         "console_scripts": [
             "env_node = enpire_env.env_node:main",
+            "sim_cell_node = enpire_env.sim_cell_node:main",
         ]
     },
 )

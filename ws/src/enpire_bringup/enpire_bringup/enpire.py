@@ -20,6 +20,9 @@ def _fleet_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent-backend", default="offline", help="offline | openai")
     p.add_argument("--task", default="pusht")
     p.add_argument(
+        "--time-scale", type=float, default=None, help="simulated cells' speed-up over real time"
+    )
+    p.add_argument(
         "--config", default=None, help=f"params file (default: {default_params_file()})"
     )
 
@@ -32,6 +35,7 @@ def _config(args) -> FleetConfig:
         agent_backend=args.agent_backend,
         task=args.task,
         params_file=args.config or default_params_file(),
+        time_scale=args.time_scale,
     )
 
 
@@ -149,14 +153,12 @@ def cmd_demo(args) -> int:
             goals.append(_reset_goal(robot, cfg.task, args.seed + k, ""))
             robots.append(robot)
         bar = tqdm(total=len(goals), desc="resets", unit="reset")
-        done: set[int] = set()
-
-        def progress(i, fb):
-            if fb.progress >= 1.0 and i not in done:
-                done.add(i)
-                bar.update(1)
-
-        results = run_resets(goals, timeout=args.timeout, progress=progress)
+        results = []
+        # one reset per robot at a time: the robots work in parallel, each through its queue
+        n = len(cfg.robots)
+        for wave in range(0, len(goals), n):
+            results += run_resets(goals[wave : wave + n], timeout=args.timeout)
+            bar.update(len(goals[wave : wave + n]))
         bar.close()
         dead = launcher.poll()
     ok = sum(1 for r in results if r is not None and r.success)
@@ -190,12 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0)
     p.set_defaults(func=cmd_reset)
 
-    p = sub.add_parser("demo", help="start the nodes and run the loop (for now: resets)")
+    p = sub.add_parser(
+        "demo", help="start simulated cells and the nodes, run the loop (for now: resets)"
+    )
     _fleet_args(p)
     p.add_argument("--resets", type=int, default=4, help="reset goals to send")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=120.0)
-    p.set_defaults(func=cmd_demo)
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.set_defaults(func=cmd_demo, robots="2", time_scale=5.0)
     return parser
 
 

@@ -80,6 +80,7 @@ class FleetConfig:
     agent_backend: str = "offline"
     task: str = "pusht"
     params_file: Path = field(default_factory=default_params_file)
+    time_scale: float | None = None  # overrides sim_cell's time_scale when set
 
     def __post_init__(self) -> None:
         self.robots = parse_robots(self.robots)
@@ -89,6 +90,8 @@ class FleetConfig:
             raise ValueError(
                 f"agent_backend '{self.agent_backend}' unknown; use {', '.join(AGENT_BACKENDS)}"
             )
+        if self.time_scale is not None and not float(self.time_scale) > 0:
+            raise ValueError(f"time_scale must be > 0, got {self.time_scale}")
         self.params_file = Path(os.path.expanduser(str(self.params_file)))
         if not self.params_file.is_file():
             raise ValueError(f"params file not found: {self.params_file}")
@@ -114,7 +117,13 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
         p.update(overrides)
         return NodeSpec(package, executable, name, namespace, p)
 
-    return [node("enpire_env", "env_node", "env_node", robots=list(cfg.robots))]
+    nodes = []
+    if cfg.sim:
+        for i, robot in enumerate(cfg.robots):
+            extra = {} if cfg.time_scale is None else {"time_scale": float(cfg.time_scale)}
+            nodes.append(node("enpire_env", "sim_cell_node", "sim_cell", robot, seed=i, **extra))
+    nodes.append(node("enpire_env", "env_node", "env_node", robots=list(cfg.robots)))
+    return nodes
 
 
 def write_params_file(specs: list[NodeSpec], path: Path) -> Path:

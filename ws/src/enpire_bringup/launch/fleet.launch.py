@@ -24,6 +24,7 @@ def _nodes(context):
         agent_backend=LaunchConfiguration("agent_backend").perform(context),
         task=LaunchConfiguration("task").perform(context),
         params_file=LaunchConfiguration("params_file").perform(context),
+        time_scale=float(LaunchConfiguration("time_scale").perform(context)) or None,
     )
     use_sim_time = _truthy(LaunchConfiguration("use_sim_time").perform(context))
     actions = []
@@ -64,6 +65,11 @@ def generate_launch_description():
                     [FindPackageShare("enpire_bringup"), "config", "enpire.yaml"]
                 ),
                 description="Parameters file with one block per node.",
+            ),
+            DeclareLaunchArgument(
+                "time_scale",
+                default_value="0",
+                description="Simulated cells' speed-up over real time (0: from params_file).",
             ),
             DeclareLaunchArgument(
                 "use_sim_time", default_value="false", description="Use /clock as time source."

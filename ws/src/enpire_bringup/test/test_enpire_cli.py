@@ -1,6 +1,7 @@
 """The `enpire` command as a user runs it: real processes on an isolated ROS domain."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,7 +55,9 @@ def test_launch_prefixes_logs_and_stops_cleanly_on_ctrl_c(ros_domain):
         lines.append(line)
         if "reset server ready" in line:
             break
-    assert any(line.startswith("[env_node]") and "reset server ready" in line for line in lines)
+    assert any(
+        re.match(r"\[env_node\s*\] ", line) and "reset server ready" in line for line in lines
+    ), lines
     child_pids = [int(x.split("pid ")[1].rstrip(")\n")) for x in lines if "(pid " in x]
     assert child_pids
     os.killpg(proc.pid, signal.SIGINT)

@@ -10,26 +10,26 @@ ENPIRE = [sys.executable, "-m", "enpire_bringup.enpire"]
 
 def test_reset_goal_between_two_processes(ros_domain):
     launch = subprocess.Popen(
-        [*ENPIRE, "launch", "--robots", "2"],
+        [*ENPIRE, "launch", "--robots", "2", "--time-scale", "5"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
         out = subprocess.run(
-            [*ENPIRE, "reset", "--robot", "robot_1", "--seed", "11", "--timeout", "60"],
+            [*ENPIRE, "reset", "--robot", "robot_1", "--seed", "11", "--timeout", "120"],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=180,
         )
         assert out.returncode == 0, out.stdout + out.stderr
         assert "approach" in out.stdout and "verify" in out.stdout  # feedback
         assert "robot_1: ok  seed=11" in out.stdout  # result
         bad = subprocess.run(
-            [*ENPIRE, "reset", "--robot", "robot_7", "--timeout", "60"],
+            [*ENPIRE, "reset", "--robot", "robot_7", "--timeout", "120"],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=180,
         )
         assert bad.returncode == 1
         assert "error_code=101" in bad.stdout and "unknown robot 'robot_7'" in bad.stdout

@@ -1,6 +1,8 @@
 """EN node: serves the ``Reset`` action for the robots of the fleet.
 
-A thin ROS wrapper over :mod:`enpire_env.reset_core`.
+A thin ROS wrapper over :mod:`enpire_env.reset_core` (goal checks) and
+:mod:`enpire_env.reset_routine` (pick-and-place and camera verification), driving each robot
+through :class:`enpire_env.ros_cell_port.RosCellPort`.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
+from enpire_env.kinematics import So101Kinematics
 from enpire_env.reset_core import (
-    PlaceholderResetRoutine,
     ResetError,
     ResetErrorCode,
+    ResetOutcome,
     ResetRequest,
     RobotLocks,
     validate,
 )
+from enpire_env.reset_routine import PickPlaceConfig, PickPlaceReset
+from enpire_env.ros_cell_port import CellUnavailableError, RosCellPort
+from enpire_env.sim_cell import CellConfig
 from enpire_msgs.action import Reset
 
 
@@ -40,14 +46,48 @@ class EnvNode(Node):
             "max_attempts", 3, ParameterDescriptor(description="Reset attempts before giving up.")
         )
         self.declare_parameter(
-            "placeholder_phase_seconds",
-            0.05,
-            ParameterDescriptor(description="Seconds per phase of the placeholder routine."),
+            "speed_scale",
+            0.6,
+            ParameterDescriptor(description="Reset motions' fraction of the joint speed limits."),
+        )
+        self.declare_parameter(
+            "goal_tolerance",
+            0.02,
+            ParameterDescriptor(description="Joint error [rad] at which a waypoint is reached."),
+        )
+        self.declare_parameter(
+            "cell_timeout",
+            5.0,
+            ParameterDescriptor(description="Wall seconds without joint states = cell down."),
+        )
+        self.declare_parameter(
+            "robot_description",
+            "",
+            ParameterDescriptor(description="SO-101 URDF (empty: enpire_bringup's)."),
+        )
+        self.declare_parameter(
+            "workspace_center_x",
+            0.20,
+            ParameterDescriptor(description="Table x of the workspace centre [m]."),
+        )
+        self.declare_parameter(
+            "workspace_size", 0.18, ParameterDescriptor(description="Workspace side [m].")
         )
         self._locks = RobotLocks()
-        self._routine = PlaceholderResetRoutine(
-            self.get_parameter("placeholder_phase_seconds").value
+        group = ReentrantCallbackGroup()
+        p = self.get_parameter
+        kin = So101Kinematics(p("robot_description").value or None)
+        cell_cfg = CellConfig(
+            workspace_center_x=p("workspace_center_x").value,
+            workspace_size=p("workspace_size").value,
         )
+        self._routine = PickPlaceReset(
+            kin, cell_cfg, PickPlaceConfig(speed_scale=p("speed_scale").value)
+        )
+        self._ports = {
+            r: RosCellPort(self, r, group, p("goal_tolerance").value, p("cell_timeout").value)
+            for r in p("robots").value
+        }
         self._server = ActionServer(
             self,
             Reset,
@@ -55,7 +95,7 @@ class EnvNode(Node):
             execute_callback=self._execute,
             goal_callback=self._on_goal,
             cancel_callback=self._on_cancel,
-            callback_group=ReentrantCallbackGroup(),
+            callback_group=group,
         )
         self.get_logger().info(
             f"reset server ready for robots {list(self.get_parameter('robots').value)}"
@@ -100,24 +140,37 @@ class EnvNode(Node):
                 f"robot '{plan.robot_id}' is already resetting",
                 t0,
             )
+        port = self._ports[plan.robot_id]
+        feedback = Reset.Feedback()
+
+        def publish(phase: str, progress: float, attempt: int) -> None:
+            feedback.phase, feedback.progress, feedback.attempt = phase, progress, attempt
+            goal_handle.publish_feedback(feedback)
+
+        def canceled() -> bool:
+            return goal_handle.is_cancel_requested or port.estop
+
         try:
-            feedback = Reset.Feedback()
-
-            def publish(phase: str, progress: float, attempt: int) -> None:
-                feedback.phase, feedback.progress, feedback.attempt = phase, progress, attempt
-                goal_handle.publish_feedback(feedback)
-
-            outcome = self._routine.run(plan, publish, lambda: goal_handle.is_cancel_requested)
+            outcome = self._routine.run(plan, port, publish, canceled)
+        except CellUnavailableError as e:
+            outcome = ResetOutcome(False, ResetErrorCode.CELL_UNAVAILABLE, str(e))
+        except NotImplementedError as e:
+            outcome = ResetOutcome(False, ResetErrorCode.INVALID_GOAL, str(e))
         finally:
             self._locks.release(plan.robot_id)
-        result.mode = "placeholder"
+        if port.estop and not outcome.success:
+            outcome.error_msg = f"emergency stop: {outcome.error_msg}"
+        result.mode = plan.mode
         result.attempts = outcome.attempts
         result.robot_seconds = outcome.robot_seconds
         result.verified_state = [float(v) for v in outcome.verified_state]
         if outcome.error_code == ResetErrorCode.CANCELED:
             result.error_code, result.error_msg = int(outcome.error_code), outcome.error_msg
             result.wall_seconds = time.monotonic() - t0
-            goal_handle.canceled()
+            if goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+            else:
+                goal_handle.abort()
             return result
         if not outcome.success:
             return self._abort(goal_handle, result, outcome.error_code, outcome.error_msg, t0)
@@ -141,9 +194,9 @@ def main(args=None) -> None:
     node = None
     try:
         node = EnvNode()
-        # one thread per concurrent reset (one per robot) plus the graph's own callbacks
+        # a thread per concurrent reset (one per robot) plus the robots' topic callbacks
         robots = node.get_parameter("robots").value
-        executor = MultiThreadedExecutor(num_threads=len(robots) + 2)
+        executor = MultiThreadedExecutor(num_threads=2 * len(robots) + 4)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

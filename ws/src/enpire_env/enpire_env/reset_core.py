@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import enum
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -140,36 +139,3 @@ class RobotLocks:
     def busy(self) -> set[str]:
         with self._lock:
             return set(self._busy)
-
-
-FeedbackFn = Callable[[str, float, int], None]
-CancelFn = Callable[[], bool]
-
-
-class PlaceholderResetRoutine:
-    """Walks through the reset phases without moving anything.
-
-    It stands in until the simulated cell exists; it reports ``verified_state`` empty because it
-    has nothing to verify with, and the node marks results from it with ``mode='placeholder'``.
-    """
-
-    PHASES = ("approach", "grasp", "lift", "place", "release", "retreat", "verify")
-
-    def __init__(self, phase_seconds: float = 0.05):
-        self.phase_seconds = phase_seconds
-
-    def run(self, plan: ResetPlan, feedback: FeedbackFn, canceled: CancelFn) -> ResetOutcome:
-        t0 = time.monotonic()
-        for i, phase in enumerate(self.PHASES):
-            if canceled():
-                return ResetOutcome(
-                    False,
-                    ResetErrorCode.CANCELED,
-                    "reset canceled",
-                    attempts=1,
-                    robot_seconds=time.monotonic() - t0,
-                )
-            feedback(phase, i / len(self.PHASES), 1)
-            time.sleep(self.phase_seconds)
-        feedback("done", 1.0, 1)
-        return ResetOutcome(True, attempts=1, robot_seconds=time.monotonic() - t0)

@@ -29,8 +29,11 @@ class CellPort(abc.ABC):
     def joint_positions(self) -> np.ndarray: ...
 
     @abc.abstractmethod
-    def follow(self, points: list[tuple[float, np.ndarray]], timeout: float) -> bool:
-        """Send a joint trajectory and wait (cell time) until it is reached; False on timeout."""
+    def follow(
+        self, points: list[tuple[float, np.ndarray]], timeout: float, canceled: CancelFn
+    ) -> bool:
+        """Send a joint trajectory and wait (cell time) until it is reached or ``canceled()``;
+        False on timeout."""
 
     @abc.abstractmethod
     def camera_image(self) -> np.ndarray:
@@ -57,10 +60,12 @@ class DirectCellPort(CellPort):
     def joint_positions(self) -> np.ndarray:
         return self.cell.q.copy()
 
-    def follow(self, points, timeout: float) -> bool:
+    def follow(self, points, timeout: float, canceled: CancelFn) -> bool:
         self.cell.command(points)
         t_end = self.cell.t + timeout
         while self.cell.t < t_end:
+            if canceled():
+                return True
             self.cell.step()
             if self.cell.t - self.cell._traj_t0 >= points[-1][0] and self.cell.trajectory_done():
                 return True
@@ -261,16 +266,31 @@ class PickPlaceReset:
             prev = q
         return points
 
-    def _move(self, port, qs, canceled) -> None:
+    def _move(self, port, qs, canceled) -> np.ndarray:
+        """Follow joint waypoints; returns the last one, the arm's new commanded pose.
+
+        Plans start from the commanded pose, never from a measured one: joint states arrive a
+        little late, and an old measurement used as a target would pull the arm back.
+        """
         if canceled():
             raise CanceledError
-        if not qs:
-            return
         points = self._timed(port.joint_positions(), qs)
-        if not port.follow(points, points[-1][0] + self.cfg.motion_timeout):
+        if not port.follow(points, points[-1][0] + self.cfg.motion_timeout, canceled):
             raise AttemptFailedError(ResetErrorCode.TIMEOUT, "the arm did not reach its waypoint")
         if canceled():
             raise CanceledError
+        return qs[-1]
+
+    def _gripper_at_rest(self, port, cmd, canceled) -> float:
+        """Gripper position once it stops moving (closed, or resting on the block)."""
+        last = port.joint_positions()[GRIPPER_INDEX]
+        for _ in range(50):
+            self._move(port, [cmd], canceled)
+            now = port.joint_positions()[GRIPPER_INDEX]
+            if abs(now - last) < 1e-3:
+                return now
+            last = now
+        return last
 
     def _pick_and_place(self, target, port, feedback, canceled, attempt) -> None:
         c = self.cfg
@@ -279,41 +299,35 @@ class PickPlaceReset:
 
         feedback("locate", 0 / n, attempt)
         now = self._locate(port)
-        q = port.joint_positions()
-        g, p, qg, qp = self._grasp_plan(now, target, q)
+        cmd = port.joint_positions()
+        g, p, qg, qp = self._grasp_plan(now, target, cmd)
 
         feedback("approach", 1 / n, attempt)
-        self._move(port, self._line(q, (*g, c.hover_height), qg[4], o), canceled)
-        self._move(port, self._line(port.joint_positions(), (*g, c.grasp_height), qg[4], o),
-                   canceled)  # fmt: skip
+        cmd = self._move(port, self._line(cmd, (*g, c.hover_height), qg[4], o), canceled)
+        cmd = self._move(port, self._line(cmd, (*g, c.grasp_height), qg[4], o), canceled)
 
         feedback("grasp", 2 / n, attempt)
-        hold = port.joint_positions()
-        hold[GRIPPER_INDEX] = cl
-        self._move(port, [hold], canceled)
-        if port.joint_positions()[GRIPPER_INDEX] < self.cell_cfg.gripper_closed_below:
-            self._move(port, self._line(port.joint_positions(), (*g, c.hover_height),
-                                        qg[4], o), canceled)  # fmt: skip
+        cmd = cmd.copy()
+        cmd[GRIPPER_INDEX] = cl
+        cmd = self._move(port, [cmd], canceled)
+        if self._gripper_at_rest(port, cmd, canceled) < self.cell_cfg.gripper_closed_below:
+            self._move(port, self._line(cmd, (*g, c.hover_height), qg[4], o), canceled)
             raise AttemptFailedError(ResetErrorCode.GRASP_FAILED, "the gripper closed on nothing")
 
+        # keep commanding "closed" while carrying: the jaws rest on the block
         feedback("lift", 3 / n, attempt)
-        gripped = cl  # keep commanding "closed": the jaws rest on the block
-        self._move(port, self._line(port.joint_positions(), (*g, c.hover_height), qg[4],
-                                    gripped), canceled)  # fmt: skip
+        cmd = self._move(port, self._line(cmd, (*g, c.hover_height), qg[4], cl), canceled)
 
         feedback("place", 4 / n, attempt)
-        self._move(port, self._line(port.joint_positions(), (*p, c.hover_height), qp[4],
-                                    gripped), canceled)  # fmt: skip
-        self._move(port, self._line(port.joint_positions(), (*p, c.place_height), qp[4],
-                                    gripped), canceled)  # fmt: skip
+        cmd = self._move(port, self._line(cmd, (*p, c.hover_height), qp[4], cl), canceled)
+        cmd = self._move(port, self._line(cmd, (*p, c.place_height), qp[4], cl), canceled)
 
         feedback("release", 5 / n, attempt)
-        rel = port.joint_positions()
-        rel[GRIPPER_INDEX] = o
-        self._move(port, [rel], canceled)
-        self._move(port, self._line(rel, (*p, c.hover_height), qp[4], o), canceled)
+        cmd = cmd.copy()
+        cmd[GRIPPER_INDEX] = o
+        cmd = self._move(port, [cmd], canceled)
+        cmd = self._move(port, self._line(cmd, (*p, c.hover_height), qp[4], o), canceled)
 
         feedback("retreat", 6 / n, attempt)
         park = park_pose(self.kin, self.cell_cfg)
-        self._move(port, self._line(port.joint_positions(), self.cell_cfg.park_tip, park[4], o),
-                   canceled)  # fmt: skip
+        self._move(port, self._line(cmd, self.cell_cfg.park_tip, park[4], o), canceled)

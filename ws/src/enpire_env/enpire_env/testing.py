@@ -10,6 +10,7 @@ workers) run in parallel without seeing each other's nodes.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -23,13 +24,29 @@ import pytest
 
 _DOMAINS_PER_WORKER = 24
 _counter = itertools.count()
+_in_use: set[int] = set()
 
 
 def allocate_domain_id() -> int:
-    """A domain id in 1..96 unique to this test within the pytest-xdist worker."""
+    """A domain id in 1..96 that no other live test of this pytest-xdist worker holds.
+
+    Each worker owns 24 ids (workers beyond four share ranges); ids are handed out round-robin
+    and skip the ones still held (e.g. by a module-scoped graph), so a long-lived graph never
+    sees a later test's nodes.
+    """
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     idx = int(worker[2:]) if worker[2:].isdigit() else 0
-    return 1 + (idx % 4) * _DOMAINS_PER_WORKER + next(_counter) % _DOMAINS_PER_WORKER
+    base = 1 + (idx % 4) * _DOMAINS_PER_WORKER
+    for _ in range(_DOMAINS_PER_WORKER):
+        domain_id = base + next(_counter) % _DOMAINS_PER_WORKER
+        if domain_id not in _in_use:
+            _in_use.add(domain_id)
+            return domain_id
+    raise RuntimeError(f"all {_DOMAINS_PER_WORKER} ROS domains of worker {worker} are in use")
+
+
+def release_domain_id(domain_id: int) -> None:
+    _in_use.discard(domain_id)
 
 
 def isolated_env(domain_id: int, base: dict | None = None) -> dict[str, str]:
@@ -42,28 +59,57 @@ def isolated_env(domain_id: int, base: dict | None = None) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def ros_domain(monkeypatch) -> int:
-    """Give this test its own ROS domain (also for the processes it starts)."""
+@contextlib.contextmanager
+def _domain():
     domain_id = allocate_domain_id()
-    for k, v in isolated_env(domain_id, {}).items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("ROS_STATIC_PEERS", raising=False)
-    return domain_id
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in isolated_env(domain_id, {}).items():
+            mp.setenv(k, v)
+        mp.delenv("ROS_STATIC_PEERS", raising=False)
+        try:
+            yield domain_id
+        finally:
+            release_domain_id(domain_id)
+
+
+@contextlib.contextmanager
+def _context(domain_id: int):
+    import rclpy
+    from rclpy.context import Context
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=domain_id)
+    try:
+        yield ctx
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+@pytest.fixture
+def ros_domain() -> Iterator[int]:
+    """Give this test its own ROS domain (also for the processes it starts)."""
+    with _domain() as d:
+        yield d
 
 
 @pytest.fixture
 def ros_context(ros_domain) -> Iterator[object]:
     """An rclpy context on the test's domain, shut down afterwards."""
-    import rclpy
-    from rclpy.context import Context
-
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=ros_domain)
-    try:
+    with _context(ros_domain) as ctx:
         yield ctx
-    finally:
-        rclpy.try_shutdown(context=ctx)
+
+
+@pytest.fixture(scope="module")
+def ros_domain_module() -> Iterator[int]:
+    """One ROS domain for all tests of a module (to share node processes between them)."""
+    with _domain() as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def ros_context_module(ros_domain_module) -> Iterator[object]:
+    with _context(ros_domain_module) as ctx:
+        yield ctx
 
 
 class NodeProcess:
@@ -211,3 +257,68 @@ def call_action(
     finally:
         executor.shutdown()
         node.destroy_node()
+
+
+class TopicProbe:
+    """Keeps the latest messages of some topics, spun in a background thread.
+
+    probe = TopicProbe(ctx); probe.watch("/robot_0/sim/ground_truth", SimGroundTruth)
+    msg = probe.wait_for("/robot_0/sim/ground_truth", lambda m: m.cell_time > 1.0)
+    """
+
+    def __init__(self, context, name: str = "test_probe"):
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+
+        self.node = Node(name, context=context)
+        self._executor = SingleThreadedExecutor(context=context)
+        self._executor.add_node(self.node)
+        self._latest: dict[str, object] = {}
+        self._cv = threading.Condition()
+        self._pubs: dict[str, object] = {}
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._running = True
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while self._running:
+            try:
+                self._executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - context shut down under us
+                return
+
+    def watch(self, topic: str, msg_type, qos: int = 10) -> None:
+        def cb(msg, topic=topic):
+            with self._cv:
+                self._latest[topic] = msg
+                self._cv.notify_all()
+
+        self.node.create_subscription(msg_type, topic, cb, qos)
+
+    def latest(self, topic: str):
+        with self._cv:
+            return self._latest.get(topic)
+
+    def wait_for(self, topic: str, predicate=lambda m: True, timeout: float = 20.0):
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                msg = self._latest.get(topic)
+                if msg is not None and predicate(msg):
+                    return msg
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no matching message on {topic} in {timeout} s")
+                self._cv.wait(min(left, 0.1))
+
+    def publish(self, topic: str, msg) -> None:
+        if topic not in self._pubs:
+            self._pubs[topic] = self.node.create_publisher(type(msg), topic, 10)
+            time.sleep(0.3)  # let discovery match the subscribers
+        self._pubs[topic].publish(msg)
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(2.0)
+        self._executor.shutdown()
+        self.node.destroy_node()

@@ -1,1 +1,6 @@
-from enpire_env.testing import ros_context, ros_domain  # noqa: F401
+from enpire_env.testing import (  # noqa: F401
+    ros_context,
+    ros_context_module,
+    ros_domain,
+    ros_domain_module,
+)

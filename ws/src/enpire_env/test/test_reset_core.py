@@ -3,7 +3,6 @@ import threading
 import pytest
 
 from enpire_env.reset_core import (
-    PlaceholderResetRoutine,
     ResetError,
     ResetErrorCode,
     ResetRequest,
@@ -87,21 +86,3 @@ def test_robot_locks_under_contention():
     for t in threads:
         t.join()
     assert len(wins) == 1
-
-
-def test_placeholder_routine_reports_every_phase_then_cancels():
-    plan = _validate(seed=1)
-    seen = []
-    out = PlaceholderResetRoutine(0.0).run(
-        plan, lambda p, f, a: seen.append((p, f)), lambda: False
-    )
-    assert out.success
-    assert [p for p, _ in seen] == [*PlaceholderResetRoutine.PHASES, "done"]
-    assert seen[-1][1] == 1.0
-
-    calls = []
-    out = PlaceholderResetRoutine(0.0).run(
-        plan, lambda p, f, a: calls.append(p), lambda: len(calls) >= 2
-    )
-    assert not out.success and out.error_code == ResetErrorCode.CANCELED
-    assert len(calls) == 2

@@ -1,0 +1,165 @@
+"""A CellPort over ROS topics: how the EN node drives one robot, simulated or real."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from rclpy.callback_groups import CallbackGroup
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool
+from trajectory_msgs.msg import JointTrajectory
+
+from enpire_env.kinematics import GRIPPER_INDEX, JOINT_NAMES
+from enpire_env.reset_routine import CellPort
+from enpire_env.ros_conversions import make_trajectory, msg_to_image, seconds_from_stamp
+from enpire_msgs.srv import TeleportBlock
+
+
+class CellUnavailableError(RuntimeError):
+    """The cell stopped publishing joint states (dead, disconnected or paused)."""
+
+
+class RosCellPort(CellPort):
+    def __init__(
+        self,
+        node: Node,
+        robot_id: str,
+        group: CallbackGroup,
+        goal_tolerance: float = 0.02,
+        cell_timeout: float = 5.0,
+    ):
+        self.node = node
+        self.robot_id = robot_id
+        self.group = group
+        self.goal_tolerance = goal_tolerance
+        self.cell_timeout = cell_timeout
+        self._cv = threading.Condition()
+        self._q: np.ndarray | None = None
+        self._t = -1.0
+        self._wall = 0.0
+        self._estop = False
+        self._image: Image | None = None
+        ns = f"/{robot_id}"
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self._traj_pub = node.create_publisher(
+            JointTrajectory, f"{ns}/arm_controller/joint_trajectory", reliable
+        )
+        node.create_subscription(
+            JointState, f"{ns}/joint_states", self._on_joints, reliable, callback_group=group
+        )
+        # a camera publishes continuously; frames are converted only when one is needed
+        node.create_subscription(
+            Image, f"{ns}/camera/image_raw", self._on_image, 2, callback_group=group
+        )
+        for topic in (f"{ns}/emergency_stop", "/emergency_stop"):
+            node.create_subscription(Bool, topic, self._on_estop, 10, callback_group=group)
+        self._teleport = node.create_client(
+            TeleportBlock, f"{ns}/sim/teleport", callback_group=group
+        )
+
+    # --- inputs -------------------------------------------------------------------------
+    def _on_joints(self, msg: JointState) -> None:
+        try:
+            q = np.array([msg.position[list(msg.name).index(n)] for n in JOINT_NAMES])
+        except ValueError:
+            return
+        with self._cv:
+            self._q, self._t, self._wall = (
+                q,
+                seconds_from_stamp(msg.header.stamp),
+                time.monotonic(),
+            )
+            self._cv.notify_all()
+
+    def _on_estop(self, msg: Bool) -> None:
+        self._estop = bool(msg.data)
+        if self._estop:
+            self.node.get_logger().warning(f"{self.robot_id}: emergency stop engaged")
+
+    @property
+    def estop(self) -> bool:
+        return self._estop
+
+    def _wait(self, predicate, timeout_cell: float) -> bool:
+        """Wait until predicate() holds, up to timeout_cell seconds of cell time."""
+        with self._cv:
+            if self._q is None and not self._cv.wait_for(
+                lambda: self._q is not None, self.cell_timeout
+            ):
+                raise CellUnavailableError(f"no joint_states from {self.robot_id}")
+            t_end = self._t + timeout_cell
+            while not predicate():
+                if self._t >= t_end:
+                    return False
+                if not self._cv.wait(self.cell_timeout) and (
+                    time.monotonic() - self._wall > self.cell_timeout
+                ):
+                    raise CellUnavailableError(
+                        f"{self.robot_id} sent no joint_states for {self.cell_timeout:g} s"
+                    )
+            return True
+
+    # --- CellPort -----------------------------------------------------------------------
+    def joint_positions(self) -> np.ndarray:
+        self._wait(lambda: True, 0.0)
+        with self._cv:
+            return self._q.copy()
+
+    def cell_time(self) -> float:
+        self._wait(lambda: True, 0.0)
+        return self._t
+
+    def follow(self, points, timeout: float, canceled) -> bool:
+        t0 = self.cell_time()
+        self._traj_pub.publish(make_trajectory(JOINT_NAMES, points))
+        target, t_done = np.asarray(points[-1][1]), t0 + points[-1][0]
+
+        def reached() -> bool:
+            err = np.abs(self._q - target)[:GRIPPER_INDEX]  # the gripper may rest on the block
+            return canceled() or (self._t >= t_done and bool(np.all(err <= self.goal_tolerance)))
+
+        return self._wait(reached, timeout)
+
+    def _on_image(self, msg: Image) -> None:
+        with self._cv:
+            self._image = msg
+            self._cv.notify_all()
+
+    def camera_image(self) -> np.ndarray:
+        """The first frame taken at or after the current cell time."""
+        t_req = self.cell_time()
+        deadline = time.monotonic() + self.cell_timeout
+        with self._cv:
+            while self._image is None or seconds_from_stamp(self._image.header.stamp) < t_req:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CellUnavailableError(f"no camera image from {self.robot_id}")
+                self._cv.wait(left)
+            msg = self._image
+        return msg_to_image(msg)
+
+    def stop(self) -> None:
+        # an empty trajectory makes joint_trajectory_controller (and the sim cell) hold position
+        self._traj_pub.publish(make_trajectory(JOINT_NAMES, []))
+
+    def teleport(self, block_pose) -> None:
+        if not self._teleport.wait_for_service(timeout_sec=self.cell_timeout):
+            raise NotImplementedError(
+                f"{self.robot_id} offers no sim/teleport service (teleport is simulator-only)"
+            )
+        done = threading.Event()
+        fut = self._teleport.call_async(
+            TeleportBlock.Request(block_pose=[float(v) for v in block_pose])
+        )
+        fut.add_done_callback(lambda _f: done.set())
+        if not done.wait(self.cell_timeout) or fut.result() is None:
+            raise CellUnavailableError(f"{self.robot_id}: teleport did not answer")
+        if not fut.result().success:
+            raise ValueError(fut.result().message)
+        # wait for a joint state taken after the teleport
+        t = self.cell_time()
+        self._wait(lambda: self._t > t, 1.0)

@@ -1,0 +1,194 @@
+"""Simulated SO-101 PushT cell node: the same topics a ros2_control SO-101 with a camera has.
+
+Per robot namespace:
+  sub  arm_controller/joint_trajectory      trajectory_msgs/JointTrajectory (arm and gripper)
+  sub  gripper_controller/joint_trajectory  trajectory_msgs/JointTrajectory (gripper only)
+  pub  joint_states                         sensor_msgs/JointState       (every control step)
+  pub  camera/image_raw                     sensor_msgs/Image rgb8, top-down (camera_hz)
+  pub  clock                                rosgraph_msgs/Clock: the cell's own clock
+  pub  sim/ground_truth                     enpire_msgs/SimGroundTruth (tests/benchmarks only)
+  srv  sim/teleport                         enpire_msgs/srv/TeleportBlock (simulator only)
+
+Stamps are cell-clock time. ``time_scale`` runs the cell faster (or slower) than real time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from trajectory_msgs.msg import JointTrajectory
+
+from enpire_env.kinematics import JOINT_NAMES, So101Kinematics
+from enpire_env.ros_conversions import image_to_msg, stamp_from_seconds, trajectory_points
+from enpire_env.sim_cell import CellConfig, CommandError, PushTCell
+from enpire_env.tasks import PUSHT
+from enpire_msgs.msg import SimGroundTruth
+from enpire_msgs.srv import TeleportBlock
+
+
+def _declare(node: Node, name: str, default, description: str):
+    node.declare_parameter(name, default, ParameterDescriptor(description=description))
+    return node.get_parameter(name).value
+
+
+class SimCellNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim_cell")
+        self.time_scale = _declare(self, "time_scale", 1.0, "Cell seconds per wall second.")
+        control_hz = _declare(self, "control_hz", 10.0, "Control rate on the cell clock [Hz].")
+        camera_hz = _declare(self, "camera_hz", 10.0, "Camera rate on the cell clock [Hz].")
+        self.camera_size = _declare(self, "camera_size", 256, "Camera image side [px].")
+        seed = _declare(self, "seed", 0, "Seed of the initial block pose.")
+        urdf = _declare(self, "robot_description", "", "SO-101 URDF (empty: enpire_bringup's).")
+        cfg = CellConfig(
+            workspace_center_x=_declare(
+                self, "workspace_center_x", 0.20, "Table x of the workspace centre [m]."
+            ),
+            workspace_size=_declare(self, "workspace_size", 0.18, "Workspace side [m]."),
+            control_hz=control_hz,
+        )
+        if self.time_scale <= 0 or camera_hz <= 0:
+            raise ValueError("time_scale and camera_hz must be positive")
+        self.cell = PushTCell(So101Kinematics(urdf or None), cfg)
+        self.cell.teleport(PUSHT.sample_start_state(seed))
+        self._camera_every = max(1, round(control_hz / camera_hz))
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._steps = 0
+
+        group = ReentrantCallbackGroup()
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.joint_pub = self.create_publisher(JointState, "joint_states", reliable)
+        self.image_pub = self.create_publisher(Image, "camera/image_raw", 2)
+        self.clock_pub = self.create_publisher(Clock, "clock", 10)
+        self.truth_pub = self.create_publisher(SimGroundTruth, "sim/ground_truth", 10)
+        self.create_subscription(
+            JointTrajectory, "arm_controller/joint_trajectory", self._on_trajectory, reliable,
+            callback_group=group,
+        )  # fmt: skip
+        self.create_subscription(
+            JointTrajectory, "gripper_controller/joint_trajectory", self._on_trajectory,
+            reliable, callback_group=group,
+        )  # fmt: skip
+        self.create_service(TeleportBlock, "sim/teleport", self._on_teleport, callback_group=group)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self.get_logger().info(
+            f"sim cell ready: time_scale={self.time_scale:g} control_hz={control_hz:g} "
+            f"camera {self.camera_size}px @ {camera_hz:g} Hz"
+        )
+
+    # --- inputs ---------------------------------------------------------------------------
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        with self._lock:
+            if not msg.points:  # as joint_trajectory_controller: an empty trajectory stops
+                self.cell.hold()
+                return
+            try:
+                points = trajectory_points(msg, JOINT_NAMES, self.cell._setpoint())
+                clipped = self.cell.command(points)
+            except (ValueError, CommandError) as e:
+                self.cell.rejected_commands += 1
+                self.get_logger().warning(f"trajectory refused: {e}")
+                return
+        if clipped:
+            self.get_logger().warning(f"{clipped} trajectory point(s) clipped to joint limits")
+
+    def _on_teleport(self, req, resp):
+        pose = list(req.block_pose)
+        try:
+            PUSHT.validate_start_state(pose)
+        except ValueError as e:
+            resp.success, resp.message = False, str(e)
+            return resp
+        with self._lock:
+            self.cell.teleport(pose)
+        resp.success, resp.message = True, "teleported"
+        return resp
+
+    # --- the cell loop ----------------------------------------------------------------------
+    def _run(self) -> None:
+        period = self.cell.dt / self.time_scale
+        next_t = time.monotonic()
+        while not self._stop.is_set() and self.context.ok():
+            try:
+                self._step_and_publish()
+            except Exception as e:  # noqa: BLE001 - keep the cell alive, say what happened
+                if not self.context.ok():
+                    return  # shutting down
+                self.get_logger().error(f"cell step failed: {e!r}")
+            next_t += period
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            elif delay < -10 * period:
+                next_t = time.monotonic()  # fell behind: do not try to catch up in a burst
+
+    def _step_and_publish(self) -> None:
+        with self._lock:
+            self.cell.step()
+            self._steps += 1
+            t = self.cell.t
+            q, dq = self.cell.q.tolist(), self.cell.dq.tolist()
+            gt = self.cell.ground_truth()
+            rejected, clipped = self.cell.rejected_commands, self.cell.clipped_commands
+            img = None
+            if self._steps % self._camera_every == 0 and self.image_pub.get_subscription_count():
+                img = self.cell.render(self.camera_size)
+        stamp = stamp_from_seconds(t)
+        self.clock_pub.publish(Clock(clock=stamp))
+        js = JointState(name=list(JOINT_NAMES), position=q, velocity=dq)
+        js.header.stamp = stamp
+        self.joint_pub.publish(js)
+        truth = SimGroundTruth(
+            cell_time=t,
+            block_pose=[float(v) for v in gt["block_pose"]],
+            tip_px=[float(v) for v in gt["tip_px"]],
+            tip_height=gt["tip_height"],
+            attached=gt["attached"],
+            coverage=float(gt["coverage"]),
+            success=bool(gt["success"]),
+            rejected_commands=rejected,
+            clipped_commands=clipped,
+        )
+        truth.header.stamp = stamp
+        self.truth_pub.publish(truth)
+        if img is not None:
+            msg = image_to_msg(img)
+            msg.header.stamp = stamp
+            msg.header.frame_id = "camera"
+            self.image_pub.publish(msg)
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimCellNode()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
