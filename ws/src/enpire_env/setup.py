@@ -21,6 +21,7 @@ setup(
         "console_scripts": [
             "env_node = enpire_env.env_node:main",
             "sim_cell_node = enpire_env.sim_cell_node:main",
+            "safety_filter_node = enpire_env.safety_filter_node:main",
         ]
     },
 )

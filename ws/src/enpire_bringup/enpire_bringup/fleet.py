@@ -6,6 +6,7 @@ nodes with the same parameters.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from dataclasses import dataclass, field
@@ -113,7 +114,7 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
     params = load_params(cfg.params_file)
 
     def node(package: str, executable: str, name: str, namespace: str = "", **overrides):
-        p = dict(params.get(name, {}))
+        p = copy.deepcopy(params.get(name, {}))
         p.update(overrides)
         return NodeSpec(package, executable, name, namespace, p)
 
@@ -122,12 +123,21 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
         for i, robot in enumerate(cfg.robots):
             extra = {} if cfg.time_scale is None else {"time_scale": float(cfg.time_scale)}
             nodes.append(node("enpire_env", "sim_cell_node", "sim_cell", robot, seed=i, **extra))
+    for robot in cfg.robots:
+        nodes.append(node("enpire_env", "safety_filter_node", "safety_filter", robot))
     nodes.append(node("enpire_env", "env_node", "env_node", robots=list(cfg.robots)))
     return nodes
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """rcl's params-file parser refuses YAML anchors/aliases."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
 
 
 def write_params_file(specs: list[NodeSpec], path: Path) -> Path:
     """One params file holding every node's parameters under its fully qualified name."""
     data = {s.fqn: {"ros__parameters": s.parameters} for s in specs if s.parameters}
-    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+    Path(path).write_text(yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False))
     return Path(path)

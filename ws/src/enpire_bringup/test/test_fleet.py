@@ -64,3 +64,23 @@ def test_written_params_file_uses_fully_qualified_names(tmp_path):
     specs = plan_nodes(FleetConfig(robots="2"))
     data = yaml.safe_load(write_params_file(specs, tmp_path / "x.yaml").read_text())
     assert data["/env_node"]["ros__parameters"]["robots"] == ["robot_0", "robot_1"]
+
+
+def test_written_params_file_has_no_yaml_aliases(tmp_path):
+    # rcl refuses anchors/aliases ("Will not support aliasing"); robots share list values
+    text = write_params_file(plan_nodes(FleetConfig(robots="3")), tmp_path / "x.yaml").read_text()
+    assert "&id" not in text and "*id" not in text
+    data = yaml.safe_load(text)
+    assert data["/robot_2/safety_filter"]["ros__parameters"]["workspace_min"][0] == 0.05
+
+
+def test_plan_per_robot_nodes_in_namespaces():
+    specs = plan_nodes(FleetConfig(robots="2", time_scale=7.0))
+    names = [s.fqn for s in specs]
+    assert names == [
+        "/robot_0/sim_cell", "/robot_1/sim_cell", "/robot_0/safety_filter",
+        "/robot_1/safety_filter", "/env_node",
+    ]  # fmt: skip
+    assert specs[0].parameters["time_scale"] == 7.0 and specs[1].parameters["seed"] == 1
+    hw = [s.fqn for s in plan_nodes(FleetConfig(robots="2", sim=False))]
+    assert "/robot_0/sim_cell" not in hw and "/robot_0/safety_filter" in hw
