@@ -72,12 +72,15 @@ class SafetyFilterNode(Node):
         with self._lock:
             self._q, self._now = q, seconds_from_stamp(msg.header.stamp)
             tripped = self.filter.tick(self._now)
+            if tripped:
+                self._hold()
         if tripped:
-            self._hold()
             self.get_logger().warning(self.filter.counters.last_violation)
             self._publish_status()
 
     def _on_command(self, msg: JointTrajectory) -> None:
+        # decide and publish under one lock: an e-stop handled between the two would
+        # otherwise be overtaken by the command it should have stopped
         with self._lock:
             if self._q is None:
                 self.filter.counters.commands += 1
@@ -91,23 +94,23 @@ class SafetyFilterNode(Node):
                     points = []
                     self.filter.counters.last_violation = str(e)
                 verdict = self.filter.filter(points, self._q, self._now)
+            if verdict is None or verdict.points is None:
+                self._hold()
+            else:
+                self.out.publish(make_trajectory(JOINT_NAMES, verdict.points))
         if verdict is None or verdict.points is None:
-            self._hold()
             self.get_logger().warning(
                 f"command refused: {self.filter.counters.last_violation}", throttle_duration_sec=1
             )
-        else:
-            self.out.publish(make_trajectory(JOINT_NAMES, verdict.points))
-            if verdict.notes:
-                self.get_logger().warning("; ".join(verdict.notes), throttle_duration_sec=1)
+        elif verdict.notes:
+            self.get_logger().warning("; ".join(verdict.notes), throttle_duration_sec=1)
         self._publish_status()
 
     def _on_estop(self, msg: Bool) -> None:
         with self._lock:
-            engaged = self.filter.set_estop(bool(msg.data))
-        if engaged:
-            self._hold()
-            self.get_logger().error("emergency stop engaged: holding")
+            if self.filter.set_estop(bool(msg.data)):
+                self._hold()
+                self.get_logger().error("emergency stop engaged: holding")
         self._publish_status()
 
     def _publish_status(self) -> None:

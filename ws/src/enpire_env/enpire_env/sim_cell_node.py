@@ -19,7 +19,7 @@ import time
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -66,6 +66,9 @@ class SimCellNode(Node):
         self._steps = 0
 
         group = ReentrantCallbackGroup()
+        # commands are applied one at a time, in arrival order (a hold must not be overtaken
+        # by the trajectory it stops)
+        commands = MutuallyExclusiveCallbackGroup()
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.joint_pub = self.create_publisher(JointState, "joint_states", reliable)
         self.image_pub = self.create_publisher(Image, "camera/image_raw", 2)
@@ -73,11 +76,11 @@ class SimCellNode(Node):
         self.truth_pub = self.create_publisher(SimGroundTruth, "sim/ground_truth", 10)
         self.create_subscription(
             JointTrajectory, "arm_controller/joint_trajectory", self._on_trajectory, reliable,
-            callback_group=group,
+            callback_group=commands,
         )  # fmt: skip
         self.create_subscription(
             JointTrajectory, "gripper_controller/joint_trajectory", self._on_trajectory,
-            reliable, callback_group=group,
+            reliable, callback_group=commands,
         )  # fmt: skip
         self.create_service(TeleportBlock, "sim/teleport", self._on_teleport, callback_group=group)
         self._thread = threading.Thread(target=self._run, daemon=True)

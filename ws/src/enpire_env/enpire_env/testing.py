@@ -313,8 +313,12 @@ class TopicProbe:
 
     def publish(self, topic: str, msg) -> None:
         if topic not in self._pubs:
-            self._pubs[topic] = self.node.create_publisher(type(msg), topic, 10)
-            time.sleep(0.3)  # let discovery match the subscribers
+            pub = self.node.create_publisher(type(msg), topic, 10)
+            deadline = time.monotonic() + 10.0  # let discovery match the subscribers
+            while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.1)
+            self._pubs[topic] = pub
         self._pubs[topic].publish(msg)
 
     def close(self) -> None:

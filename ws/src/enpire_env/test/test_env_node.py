@@ -31,6 +31,10 @@ def _cell(robot):
     )
 
 
+# one worker runs the whole module, in order, on one shared graph
+pytestmark = pytest.mark.xdist_group("env_node_graph")
+
+
 @pytest.fixture(scope="module")
 def graph(ros_domain_module, ros_context_module):
     cells = [_cell("robot_0"), _cell("robot_1")]

@@ -1,7 +1,6 @@
 """The safety filter node between a publisher and a simulated cell, over ROS."""
 
 import math
-import time
 
 import pytest
 from std_msgs.msg import Bool
@@ -11,6 +10,9 @@ from enpire_env.kinematics import JOINT_NAMES, So101Kinematics
 from enpire_env.ros_conversions import make_trajectory
 from enpire_env.testing import NodeProcess, TopicProbe
 from enpire_msgs.msg import SafetyStatus, SimGroundTruth
+
+# one worker runs the whole module, in order, on one shared graph
+pytestmark = pytest.mark.xdist_group("safety_filter_node")
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +44,12 @@ def _send(probe, kin, xyz, t=0.5, q=None):
     return q
 
 
-def _settled(probe):
-    time.sleep(0.5)
-    return probe.wait_for("/robot_0/sim/ground_truth")
+def _settled(probe, cell_seconds=2.0):
+    """A ground-truth sample taken at least cell_seconds after now (not a queued old one)."""
+    topic = "/robot_0/sim/ground_truth"
+    t = probe.wait_for(topic).cell_time
+    t_now = probe.wait_for(topic, lambda m: m.cell_time > t).cell_time
+    return probe.wait_for(topic, lambda m: m.cell_time >= t_now + cell_seconds)
 
 
 def _status(probe, pred):
@@ -77,20 +82,57 @@ def test_unsafe_commands_are_refused_and_counted(rig):
     assert after.tip_px == pytest.approx(before.tip_px, abs=1e-6)  # nothing moved
 
 
-def test_emergency_stop_holds_the_arm(rig):
+def test_emergency_stop_refuses_commands_until_released(rig):
     probe, kin = rig
     _send(probe, kin, (0.15, -0.05, 0.05))
     _settled(probe)
-    _send(probe, kin, (0.3, 0.05, 0.05), t=4.0)  # a slow move ...
-    time.sleep(0.15)
-    probe.publish("/robot_0/emergency_stop", Bool(data=True))  # ... stopped half way
-    assert _status(probe, lambda s: s.estop).estop
-    a = _settled(probe)
+    probe.publish("/robot_0/emergency_stop", Bool(data=True))
+    st = _status(probe, lambda s: s.estop)
     _send(probe, kin, (0.25, 0.0, 0.05))  # refused while stopped
+    _status(probe, lambda s: s.refused > st.refused)
+    a = _settled(probe)
     b = _settled(probe)
-    assert a.tip_px == pytest.approx(b.tip_px, abs=1e-6)
+    assert a.tip_px == pytest.approx(b.tip_px, abs=1e-6)  # the arm holds
     probe.publish("/robot_0/emergency_stop", Bool(data=False))
     _status(probe, lambda s: not s.estop)
     _send(probe, kin, (0.25, 0.0, 0.05))
     c = _settled(probe)
     assert c.tip_px != pytest.approx(b.tip_px, abs=1.0), probe.latest("/robot_0/safety/status")
+
+
+def test_cell_refuses_malformed_trajectories_and_keeps_running(rig):
+    probe, kin = rig
+    t0 = probe.wait_for("/robot_0/sim/ground_truth")
+    bad = [
+        make_trajectory(["knee"], [(0.5, [0.1])]),  # unknown joint
+        make_trajectory(["shoulder_pan"], [(0.5, [0.1, 0.2])]),  # wrong point size
+        make_trajectory(["shoulder_pan"], [(0.5, [math.nan])]),  # NaN
+        make_trajectory(JOINT_NAMES, [(0.5, [0.0] * 6), (0.2, [0.0] * 6)]),  # time backwards
+    ]
+    for msg in bad:
+        probe.publish("/robot_0/arm_controller/joint_trajectory", msg)
+    gt = probe.wait_for(
+        "/robot_0/sim/ground_truth",
+        lambda m: m.rejected_commands >= t0.rejected_commands + len(bad),
+    )
+    later = probe.wait_for("/robot_0/sim/ground_truth", lambda m: m.cell_time > gt.cell_time)
+    assert later.cell_time > gt.cell_time  # still running
+
+
+def test_emergency_stop_halts_a_motion_under_way(rig):
+    probe, kin = rig
+    probe.publish("/robot_0/emergency_stop", Bool(data=False))
+    _status(probe, lambda s: not s.estop)
+    _send(probe, kin, (0.15, -0.05, 0.05))
+    start = _settled(probe)
+    _send(probe, kin, (0.3, 0.05, 0.05), t=4.0)  # a slow move ...
+    probe.wait_for("/robot_0/sim/ground_truth", lambda m: m.cell_time > start.cell_time + 0.5)
+    probe.publish("/robot_0/emergency_stop", Bool(data=True))  # ... stopped on the way
+    _status(probe, lambda s: s.estop)
+    a = _settled(probe)
+    b = _settled(probe)
+    assert a.tip_px == pytest.approx(b.tip_px, abs=1e-6)
+    end_u, end_v = 256 - 0.05 / (0.18 / 512), 256 - 0.10 / (0.18 / 512)
+    assert abs(a.tip_px[0] - end_u) + abs(a.tip_px[1] - end_v) > 10  # short of the target
+    probe.publish("/robot_0/emergency_stop", Bool(data=False))
+    _status(probe, lambda s: not s.estop)
