@@ -132,8 +132,11 @@ def test_cancel_stops_the_arm(graph, ctx):
     (call,) = call_action(ctx, Reset, "/reset", [_goal(seed=8)], cancel_after_feedback=2)
     assert call.status == GoalStatus.STATUS_CANCELED, call.result.error_msg
     assert call.result.error_code == Reset.Result.CANCELED
+    # the result can reach us before the cell has applied the hold that follows the last
+    # command: let the messages land (0.3 s = 6 cell seconds), then the arm must stand still
+    time.sleep(0.3)
     a = _truth_after(probe, "robot_0")
-    time.sleep(0.3)  # = 6 cell seconds at TIME_SCALE
+    time.sleep(0.3)
     b = _truth_after(probe, "robot_0")
     assert a.tip_px == pytest.approx(b.tip_px, abs=1e-6)
 
