@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import time
 
-import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 from enpire_env.kinematics import So101Kinematics
+from enpire_env.node_utils import declare, run_node
 from enpire_env.reset_core import (
     ResetError,
     ResetErrorCode,
@@ -34,59 +32,33 @@ from enpire_msgs.action import Reset
 class EnvNode(Node):
     def __init__(self) -> None:
         super().__init__("env_node")
-        self.declare_parameter(
-            "robots", ["robot_0"], ParameterDescriptor(description="Robot ids this node resets.")
+        declare(self, "robots", ["robot_0"], "Robot ids this node resets.")
+        declare(self, "default_mode", "pick_place", "Reset mode when a goal leaves it empty.")
+        declare(self, "max_attempts", 3, "Reset attempts before giving up.")
+        speed_scale = declare(
+            self, "speed_scale", 0.6, "Reset motions' fraction of the joint speed limits."
         )
-        self.declare_parameter(
-            "default_mode",
-            "pick_place",
-            ParameterDescriptor(description="Reset mode when a goal leaves it empty."),
+        goal_tolerance = declare(
+            self, "goal_tolerance", 0.02, "Joint error [rad] at which a waypoint is reached."
         )
-        self.declare_parameter(
-            "max_attempts", 3, ParameterDescriptor(description="Reset attempts before giving up.")
+        cell_timeout = declare(
+            self, "cell_timeout", 5.0, "Wall seconds without joint states = cell down."
         )
-        self.declare_parameter(
-            "speed_scale",
-            0.6,
-            ParameterDescriptor(description="Reset motions' fraction of the joint speed limits."),
-        )
-        self.declare_parameter(
-            "goal_tolerance",
-            0.02,
-            ParameterDescriptor(description="Joint error [rad] at which a waypoint is reached."),
-        )
-        self.declare_parameter(
-            "cell_timeout",
-            5.0,
-            ParameterDescriptor(description="Wall seconds without joint states = cell down."),
-        )
-        self.declare_parameter(
-            "robot_description",
-            "",
-            ParameterDescriptor(description="SO-101 URDF (empty: enpire_bringup's)."),
-        )
-        self.declare_parameter(
-            "workspace_center_x",
-            0.20,
-            ParameterDescriptor(description="Table x of the workspace centre [m]."),
-        )
-        self.declare_parameter(
-            "workspace_size", 0.18, ParameterDescriptor(description="Workspace side [m].")
+        urdf = declare(self, "robot_description", "", "SO-101 URDF (empty: enpire_bringup's).")
+        cell_cfg = CellConfig(
+            workspace_center_x=declare(
+                self, "workspace_center_x", 0.20, "Table x of the workspace centre [m]."
+            ),
+            workspace_size=declare(self, "workspace_size", 0.18, "Workspace side [m]."),
         )
         self._locks = RobotLocks()
         group = ReentrantCallbackGroup()
-        p = self.get_parameter
-        kin = So101Kinematics(p("robot_description").value or None)
-        cell_cfg = CellConfig(
-            workspace_center_x=p("workspace_center_x").value,
-            workspace_size=p("workspace_size").value,
-        )
         self._routine = PickPlaceReset(
-            kin, cell_cfg, PickPlaceConfig(speed_scale=p("speed_scale").value)
+            So101Kinematics(urdf or None), cell_cfg, PickPlaceConfig(speed_scale=speed_scale)
         )
         self._ports = {
-            r: RosCellPort(self, r, group, p("goal_tolerance").value, p("cell_timeout").value)
-            for r in p("robots").value
+            r: RosCellPort(self, r, group, goal_tolerance, cell_timeout)
+            for r in self.get_parameter("robots").value
         }
         self._server = ActionServer(
             self,
@@ -190,21 +162,8 @@ class EnvNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = EnvNode()
-        # a thread per concurrent reset (one per robot) plus the robots' topic callbacks
-        robots = node.get_parameter("robots").value
-        executor = MultiThreadedExecutor(num_threads=2 * len(robots) + 4)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    # a thread per concurrent reset (one per robot) plus the robots' topic callbacks
+    run_node(EnvNode, lambda node: 2 * len(node.get_parameter("robots").value) + 4, args)
 
 
 if __name__ == "__main__":

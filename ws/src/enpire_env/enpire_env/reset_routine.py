@@ -209,7 +209,6 @@ class PickPlaceReset:
                 errors.append(str(e))
                 continue
             # the yaw turns with the roll: choose a grasp roll so that the place roll fits too
-            yaw_g = self._yaw(qg)
             for roll_g in np.linspace(lo + 0.05, hi - 0.05, 23):
                 qg[4] = roll_g
                 yaw_g = self._yaw(qg)
@@ -281,6 +280,12 @@ class PickPlaceReset:
             raise CanceledError
         return qs[-1]
 
+    def _set_gripper(self, port, cmd: np.ndarray, value: float, canceled) -> np.ndarray:
+        """Open or close the gripper where the arm is commanded to be."""
+        q = cmd.copy()
+        q[GRIPPER_INDEX] = value
+        return self._move(port, [q], canceled)
+
     def _gripper_at_rest(self, port, cmd, canceled) -> float:
         """Gripper position once it stops moving (closed, or resting on the block)."""
         last = port.joint_positions()[GRIPPER_INDEX]
@@ -307,9 +312,7 @@ class PickPlaceReset:
         cmd = self._move(port, self._line(cmd, (*g, c.grasp_height), qg[4], o), canceled)
 
         feedback("grasp", 2 / n, attempt)
-        cmd = cmd.copy()
-        cmd[GRIPPER_INDEX] = cl
-        cmd = self._move(port, [cmd], canceled)
+        cmd = self._set_gripper(port, cmd, cl, canceled)
         if self._gripper_at_rest(port, cmd, canceled) < self.cell_cfg.gripper_closed_below:
             self._move(port, self._line(cmd, (*g, c.hover_height), qg[4], o), canceled)
             raise AttemptFailedError(ResetErrorCode.GRASP_FAILED, "the gripper closed on nothing")
@@ -323,9 +326,7 @@ class PickPlaceReset:
         cmd = self._move(port, self._line(cmd, (*p, c.place_height), qp[4], cl), canceled)
 
         feedback("release", 5 / n, attempt)
-        cmd = cmd.copy()
-        cmd[GRIPPER_INDEX] = o
-        cmd = self._move(port, [cmd], canceled)
+        cmd = self._set_gripper(port, cmd, o, canceled)
         cmd = self._move(port, self._line(cmd, (*p, c.hover_height), qp[4], o), canceled)
 
         feedback("retreat", 6 / n, attempt)

@@ -14,6 +14,7 @@ from std_msgs.msg import Bool
 from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.kinematics import GRIPPER_INDEX, JOINT_NAMES
+from enpire_env.node_utils import joint_positions
 from enpire_env.reset_routine import CellPort
 from enpire_env.ros_conversions import make_trajectory, msg_to_image, seconds_from_stamp
 from enpire_msgs.srv import TeleportBlock
@@ -63,9 +64,8 @@ class RosCellPort(CellPort):
 
     # --- inputs -------------------------------------------------------------------------
     def _on_joints(self, msg: JointState) -> None:
-        try:
-            q = np.array([msg.position[list(msg.name).index(n)] for n in JOINT_NAMES])
-        except ValueError:
+        q = joint_positions(msg)
+        if q is None:
             return
         with self._cv:
             self._q, self._t, self._wall = (

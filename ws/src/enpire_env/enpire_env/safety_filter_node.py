@@ -12,9 +12,6 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -22,6 +19,7 @@ from std_msgs.msg import Bool
 from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.kinematics import JOINT_NAMES, So101Kinematics
+from enpire_env.node_utils import declare, joint_positions, run_node
 from enpire_env.ros_conversions import make_trajectory, seconds_from_stamp, trajectory_points
 from enpire_env.safety import SafetyConfig, SafetyFilter
 from enpire_msgs.msg import SafetyStatus
@@ -31,17 +29,21 @@ class SafetyFilterNode(Node):
     def __init__(self) -> None:
         super().__init__("safety_filter")
 
-        def param(name, default, description):
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
-            return self.get_parameter(name).value
-
         cfg = SafetyConfig(
-            workspace_min=tuple(param("workspace_min", [0.05, -0.16, -0.002], "Tip box min [m].")),
-            workspace_max=tuple(param("workspace_max", [0.36, 0.16, 0.30], "Tip box max [m].")),
-            speed_scale=param("speed_scale", 1.0, "Allowed fraction of joint speed limits."),
-            watchdog_timeout=param("watchdog_timeout", 0.5, "Seconds without commands -> hold."),
+            workspace_min=tuple(
+                declare(self, "workspace_min", [0.05, -0.16, -0.002], "Tip box min [m].")
+            ),
+            workspace_max=tuple(
+                declare(self, "workspace_max", [0.36, 0.16, 0.30], "Tip box max [m].")
+            ),
+            speed_scale=declare(
+                self, "speed_scale", 1.0, "Allowed fraction of joint speed limits."
+            ),
+            watchdog_timeout=declare(
+                self, "watchdog_timeout", 0.5, "Seconds without commands -> hold."
+            ),
         )
-        urdf = param("robot_description", "", "SO-101 URDF (empty: enpire_bringup's).")
+        urdf = declare(self, "robot_description", "", "SO-101 URDF (empty: enpire_bringup's).")
         self.robot_id = self.get_namespace().strip("/") or "robot"
         self.filter = SafetyFilter(So101Kinematics(urdf or None), cfg)
         self._lock = threading.Lock()
@@ -65,9 +67,8 @@ class SafetyFilterNode(Node):
         self.out.publish(make_trajectory(JOINT_NAMES, []))
 
     def _on_joints(self, msg: JointState) -> None:
-        try:
-            q = np.array([msg.position[list(msg.name).index(n)] for n in JOINT_NAMES])
-        except ValueError:
+        q = joint_positions(msg)
+        if q is None:
             return
         with self._lock:
             self._q, self._now = q, seconds_from_stamp(msg.header.stamp)
@@ -132,19 +133,7 @@ class SafetyFilterNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SafetyFilterNode()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SafetyFilterNode, 2, args)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,7 @@ from __future__ import annotations
 import threading
 import time
 
-import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -28,6 +25,7 @@ from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.kinematics import JOINT_NAMES, So101Kinematics
+from enpire_env.node_utils import declare, run_node
 from enpire_env.ros_conversions import image_to_msg, stamp_from_seconds, trajectory_points
 from enpire_env.sim_cell import CellConfig, CommandError, PushTCell
 from enpire_env.tasks import PUSHT
@@ -35,25 +33,20 @@ from enpire_msgs.msg import SimGroundTruth
 from enpire_msgs.srv import TeleportBlock
 
 
-def _declare(node: Node, name: str, default, description: str):
-    node.declare_parameter(name, default, ParameterDescriptor(description=description))
-    return node.get_parameter(name).value
-
-
 class SimCellNode(Node):
     def __init__(self) -> None:
         super().__init__("sim_cell")
-        self.time_scale = _declare(self, "time_scale", 1.0, "Cell seconds per wall second.")
-        control_hz = _declare(self, "control_hz", 10.0, "Control rate on the cell clock [Hz].")
-        camera_hz = _declare(self, "camera_hz", 10.0, "Camera rate on the cell clock [Hz].")
-        self.camera_size = _declare(self, "camera_size", 256, "Camera image side [px].")
-        seed = _declare(self, "seed", 0, "Seed of the initial block pose.")
-        urdf = _declare(self, "robot_description", "", "SO-101 URDF (empty: enpire_bringup's).")
+        self.time_scale = declare(self, "time_scale", 1.0, "Cell seconds per wall second.")
+        control_hz = declare(self, "control_hz", 10.0, "Control rate on the cell clock [Hz].")
+        camera_hz = declare(self, "camera_hz", 10.0, "Camera rate on the cell clock [Hz].")
+        self.camera_size = declare(self, "camera_size", 256, "Camera image side [px].")
+        seed = declare(self, "seed", 0, "Seed of the initial block pose.")
+        urdf = declare(self, "robot_description", "", "SO-101 URDF (empty: enpire_bringup's).")
         cfg = CellConfig(
-            workspace_center_x=_declare(
+            workspace_center_x=declare(
                 self, "workspace_center_x", 0.20, "Table x of the workspace centre [m]."
             ),
-            workspace_size=_declare(self, "workspace_size", 0.18, "Workspace side [m]."),
+            workspace_size=declare(self, "workspace_size", 0.18, "Workspace side [m]."),
             control_hz=control_hz,
         )
         if self.time_scale <= 0 or camera_hz <= 0:
@@ -178,19 +171,7 @@ class SimCellNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimCellNode()
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SimCellNode, 3, args)
 
 
 if __name__ == "__main__":
