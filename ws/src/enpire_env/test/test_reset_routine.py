@@ -60,9 +60,17 @@ def test_start_pose_that_solves_the_task_fails_verification(setup):
 
 def test_cancel_stops_the_arm(setup):
     cell, port, routine = setup
-    calls = []
-    out = routine.run(_plan(11), port, lambda p, f, a: calls.append(p), lambda: len(calls) >= 3)
+    started = {}
+
+    def feedback(phase, _f, _a):
+        started.setdefault(phase, cell.t)
+
+    def canceled():  # half a second into the approach: the arm is moving
+        return "approach" in started and cell.t > started["approach"] + 0.5
+
+    out = routine.run(_plan(11), port, feedback, canceled)
     assert out.error_code == ResetErrorCode.CANCELED
+    assert "grasp" not in started
     q = cell.q.copy()
     for _ in range(10):
         cell.step()
