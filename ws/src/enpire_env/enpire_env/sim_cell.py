@@ -276,6 +276,10 @@ class PushTCell:
         self._was_low = low
         for s in self.env.agent.shapes:
             s.sensor = (not low) or self._ghost or self._attached is not None
+        if not low:  # in the air the contact disc is where the tip is (no PD lag to drag)
+            u, v = self.cfg.table_to_px(tip[0], tip[1])
+            self.env.agent.position = tuple(np.clip([u, v], 0.0, WORKSPACE_PX))
+            self.env.agent.velocity = (0.0, 0.0)
 
     def _came_down_on_block(self) -> bool:
         if self._was_low:
