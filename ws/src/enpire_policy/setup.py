@@ -17,5 +17,9 @@ setup(
     description="PI: policy interface, recipes, sandboxed loading of agent-written policies.",
     license="Apache-2.0",
     extras_require={"test": ["pytest"]},
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "train_node = enpire_policy.train_node:main",
+        ]
+    },
 )

@@ -59,8 +59,22 @@ class EpisodeOutcome:
     wall_seconds: float
     error: str = ""
     unreachable: int = 0
-    frames: list = field(default_factory=list, repr=False)
-    trajectory: list = field(default_factory=list, repr=False)
+    states: list = field(default_factory=list, repr=False)  # recorded: tip u, v, block x, y, th
+    actions: list = field(default_factory=list, repr=False)  # recorded: tip u, v, lift
+    rewards: list = field(default_factory=list, repr=False)
+    frames: list = field(default_factory=list, repr=False)  # recorded camera frames
+
+    def to_episode_data(self, info: dict | None = None):
+        from enpire_policy.lerobot_dataset import EpisodeData
+
+        return EpisodeData(
+            np.array(self.states),
+            np.array(self.actions),
+            np.array(self.rewards),
+            self.success,
+            frames=np.stack(self.frames) if self.frames else None,
+            info={"seed": self.seed, "steps": self.steps, **(info or {})},
+        )
 
 
 def observation(cell: PushTCell, step: int, observe: str, image_size: int = 256) -> dict:
@@ -95,6 +109,7 @@ def run_episode(
     max_steps: int = PUSHT.max_steps,
     observe: str = "state",
     record: bool = False,
+    record_image_size: int = 0,
 ) -> EpisodeOutcome:
     """One seeded episode of ``policy`` (an object with reset/act) in a simulated cell."""
     cell = cell or PushTCell()
@@ -105,6 +120,8 @@ def run_episode(
     out = EpisodeOutcome(seed, False, 0, cell.coverage, [], 0.0, 0.0)
     for step in range(max_steps):
         obs = observation(cell, step, observe)
+        frame = cell.render(record_image_size) if record and record_image_size else None
+        block = cell.block_pose().tolist()  # recorded state: the true pose
         try:
             action = Action.parse(policy.act(obs))
         except Exception as e:  # a policy bug ends its episode, not the caller
@@ -115,9 +132,12 @@ def run_episode(
         cell.step()
         out.steps = step + 1
         if record:
-            out.trajectory.append(
-                {"state": obs["tip"] + obs["block_pose"], "action": action.to_dict()}
-            )
+            out.states.append(obs["tip"] + block)
+            tip = action.tip if action.tip is not None else obs["tip"]
+            out.actions.append([tip[0], tip[1], float(action.lift)])
+            out.rewards.append(min(cell.coverage / SUCCESS_THRESHOLD, 1.0))
+            if frame is not None:
+                out.frames.append(frame)
         if cell.coverage > SUCCESS_THRESHOLD:
             out.success = True
             break

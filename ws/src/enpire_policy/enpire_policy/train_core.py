@@ -1,0 +1,107 @@
+"""Run one training request: validate, create a versioned artifact, run the recipe, record.
+
+ROS-free; ``train_node`` wraps it in the Train action server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from enpire_policy import artifacts
+from enpire_policy.recipes import RECIPES, recipe_function
+from enpire_policy.recipes.base import (
+    CanceledError,
+    TrainContext,
+    TrainError,
+    TrainErrorCode,
+    TrainRequest,
+)
+
+
+@dataclass
+class TrainResult:
+    error_code: int = TrainErrorCode.NONE
+    error_msg: str = ""
+    artifact_path: str = ""
+    metrics: dict = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+def validate(req: TrainRequest) -> None:
+    """Goal checks that need no work: raise TrainError with a code and message."""
+    if req.recipe not in RECIPES:
+        raise TrainError(
+            TrainErrorCode.UNKNOWN_RECIPE,
+            f"unknown recipe '{req.recipe}' (known: {', '.join(sorted(RECIPES))})",
+        )
+    if req.task != "pusht":
+        raise TrainError(TrainErrorCode.INVALID_HYPERPARAMETERS, f"unknown task '{req.task}'")
+    if not math.isfinite(req.time_budget) or req.time_budget < 0:
+        raise TrainError(TrainErrorCode.INVALID_HYPERPARAMETERS,
+                         f"time_budget must be >= 0 s, got {req.time_budget}")  # fmt: skip
+    if req.device not in ("", "cpu", "cuda"):
+        raise TrainError(TrainErrorCode.INVALID_HYPERPARAMETERS,
+                         f"device must be '', 'cpu' or 'cuda', got '{req.device}'")  # fmt: skip
+    if req.recipe.startswith("bc_") and not (req.datasets or req.episode_ids):
+        raise TrainError(TrainErrorCode.EMPTY_DATA, f"{req.recipe} needs datasets or episode_ids")
+    if isinstance(req.hyperparameters, str):
+        try:
+            hp = json.loads(req.hyperparameters) if req.hyperparameters.strip() else {}
+        except json.JSONDecodeError as e:
+            raise TrainError(TrainErrorCode.INVALID_HYPERPARAMETERS,
+                             f"hyperparameters are not JSON: {e}") from None  # fmt: skip
+        req.hyperparameters = hp
+    # each recipe validates its own dataclass up front, before any work
+    from enpire_policy.recipes import base
+
+    module = __import__(RECIPES[req.recipe][0], fromlist=["_"])
+    cls = next(
+        v
+        for k, v in vars(module).items()
+        if k.endswith("Params") and isinstance(v, type) and v.__module__ == module.__name__
+    )
+    base.parse_hyperparameters(cls, req.hyperparameters)
+
+
+def run_training(
+    req: TrainRequest,
+    artifacts_root: str | Path,
+    progress=lambda **kw: None,
+    canceled=lambda: False,
+) -> TrainResult:
+    t0 = time.monotonic()
+    res = TrainResult()
+    out_dir = None
+    try:
+        validate(req)
+        out_dir = artifacts.new_artifact_dir(artifacts_root, req.recipe)
+        budget = req.time_budget or math.inf
+        ctx = TrainContext(out_dir, progress, canceled, t0 + budget)
+        summary = recipe_function(req.recipe)(req, ctx)
+        manifest = {
+            "recipe": req.recipe,
+            "task": req.task,
+            "policy": req.policy,
+            "data": {"datasets": req.datasets, "episode_ids": req.episode_ids},
+            **summary,
+        }
+        artifacts.finish(out_dir, manifest)
+        res.artifact_path = str(out_dir)
+        res.metrics = summary.get("metrics", {})
+    except TrainError as e:
+        res.error_code, res.error_msg = e.code, e.msg
+    except CanceledError:
+        res.error_code, res.error_msg = TrainErrorCode.CANCELED, "training canceled"
+    except Exception as e:  # a recipe bug fails this run, not the server
+        res.error_code = TrainErrorCode.TRAINING_FAILED
+        res.error_msg = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"
+    if res.error_code and out_dir is not None:
+        shutil.rmtree(out_dir, ignore_errors=True)  # no half-written artifact is left behind
+    res.wall_seconds = time.monotonic() - t0
+    return res
