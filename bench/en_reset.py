@@ -64,6 +64,19 @@ def bench_resets(n: int, mode: str) -> None:
         print(f"  failure: {v} x {k}")
 
 
+def _recorded_states(n: int) -> list:
+    """Block poses along seeded episodes of the shipped heuristic (one per control step)."""
+    from enpire_policy.episode import run_episode
+    from enpire_policy.heuristic import HeuristicPushT
+
+    cell, policy, states, seed = PushTCell(), HeuristicPushT(), [], 20_000
+    while len(states) < n:
+        r = run_episode(policy, seed, cell, record=True)
+        states += [s[2:] for s in r.states[1:]] + [r.final_pose]
+        seed += 1
+    return states[:n]
+
+
 def bench_verifier(n: int) -> None:
     cell = PushTCell()
     rng = np.random.default_rng(0)
@@ -76,6 +89,10 @@ def bench_verifier(n: int) -> None:
             np.array(GOAL_POSE) + rng.normal(0, [3.0, 3.0, 0.04])
         ),
     }
+    recorded = _recorded_states(n)
+    sets["recorded: every frame of heuristic-policy episodes (what rollouts verify)"] = lambda i: (
+        recorded[i]
+    )
     for name, draw in sets.items():
         agree, pos_err, ang_err, n_success = 0, [], [], 0
         for i in range(n):

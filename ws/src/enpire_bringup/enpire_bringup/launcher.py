@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from enpire_bringup.fleet import NodeSpec, write_params_file
+from enpire_env.procutil import die_with_parent
 
 
 class Launcher:
@@ -66,6 +67,7 @@ class Launcher:
                 text=True,
                 env=self.env,
                 start_new_session=True,  # Ctrl-C reaches us; we forward it
+                preexec_fn=die_with_parent,  # noqa: PLW1509  (a killed launcher leaves no node)
             )
             self.procs[spec.fqn] = proc
             t = threading.Thread(target=self._pump, args=(label, proc), daemon=True)

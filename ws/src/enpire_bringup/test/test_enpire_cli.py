@@ -73,3 +73,39 @@ def test_launch_exits_nonzero_naming_the_node_that_died(ros_domain, tmp_path):
     out = _enpire("launch", "--config", str(bad))
     assert out.returncode == 1
     assert "/env_node" in out.stderr and "died" in out.stderr
+
+
+def test_killed_launcher_leaves_no_orphan_nodes(ros_domain):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enpire_bringup.enpire", "launch", "--robots", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len([x for x in lines if "(pid " in x]) < 3:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+    child_pids = [int(x.split("pid ")[1].rstrip(")\n")) for x in lines if "(pid " in x]
+    assert len(child_pids) == 3, lines
+    proc.kill()  # SIGKILL: the launcher gets no chance to stop its nodes itself
+    proc.wait(timeout=10)
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                return "zombie" not in f.read()
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(alive(p) for p in child_pids):
+        time.sleep(0.2)
+    left = [p for p in child_pids if alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"nodes outlived the launcher: {left}"

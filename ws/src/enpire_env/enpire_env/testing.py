@@ -22,6 +22,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from enpire_env.procutil import die_with_parent
+
 _DOMAINS_PER_WORKER = 24
 _counter = itertools.count()
 _in_use: set[int] = set()
@@ -129,6 +131,7 @@ class NodeProcess:
             text=True,
             env=env or dict(os.environ),
             start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509  (no node outlives a killed test run)
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

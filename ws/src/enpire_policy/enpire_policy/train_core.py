@@ -105,3 +105,69 @@ def run_training(
         shutil.rmtree(out_dir, ignore_errors=True)  # no half-written artifact is left behind
     res.wall_seconds = time.monotonic() - t0
     return res
+
+
+def _child(req: TrainRequest, root: str, queue, cancel_event) -> None:
+    from enpire_env.procutil import die_with_parent
+
+    die_with_parent()
+
+    def progress(**kw):
+        queue.put(("progress", kw))
+
+    res = run_training(req, root, progress, cancel_event.is_set)
+    queue.put(("result", res.__dict__))
+
+
+def run_training_isolated(
+    req: TrainRequest,
+    artifacts_root: str | Path,
+    progress=lambda **kw: None,
+    canceled=lambda: False,
+    grace: float = 10.0,
+) -> TrainResult:
+    """:func:`run_training` in a child process: a recipe that crashes the interpreter (or a
+    native library) fails this run with TRAINING_FAILED, and the caller keeps serving."""
+    import multiprocessing as mp
+    import queue as queue_mod
+
+    t0 = time.monotonic()
+    try:
+        validate(req)  # bad goals are answered at once, without a process
+    except TrainError as e:
+        return TrainResult(e.code, e.msg, wall_seconds=time.monotonic() - t0)
+    ctx = mp.get_context("spawn")
+    q, cancel = ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=_child, args=(req, str(artifacts_root), q, cancel), daemon=True)
+    proc.start()
+    cancel_at = None
+    try:
+        while True:
+            if canceled() and cancel_at is None:
+                cancel.set()
+                cancel_at = time.monotonic()
+            if cancel_at is not None and time.monotonic() - cancel_at > grace:
+                proc.kill()
+                proc.join()
+                return TrainResult(TrainErrorCode.CANCELED, "training canceled (killed)",
+                                   wall_seconds=time.monotonic() - t0)  # fmt: skip
+            try:
+                kind, payload = q.get(timeout=0.1)
+            except queue_mod.Empty:
+                if not proc.is_alive() and q.empty():
+                    proc.join()
+                    return TrainResult(
+                        TrainErrorCode.TRAINING_FAILED,
+                        f"the training process died (exit code {proc.exitcode})",
+                        wall_seconds=time.monotonic() - t0,
+                    )
+                continue
+            if kind == "progress":
+                progress(**payload)
+            else:
+                proc.join(timeout=30)
+                return TrainResult(**payload)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+            proc.join()

@@ -1,6 +1,7 @@
 """PI node: serves the ``Train`` action (recipes from :mod:`enpire_policy.recipes`).
 
-A thin ROS wrapper over :func:`enpire_policy.train_core.run_training`. One training runs at a
+A thin ROS wrapper over :func:`enpire_policy.train_core.run_training_isolated` (each
+training in its own process). One training runs at a
 time per device; further goals wait in order (feedback stage "queued") and can be canceled
 while they wait. Every goal is accepted so that a bad one gets an error code and a message.
 """
@@ -19,7 +20,7 @@ from rclpy.node import Node
 from enpire_env.node_utils import declare, run_node
 from enpire_msgs.action import Train
 from enpire_policy.recipes.base import TrainErrorCode, TrainRequest
-from enpire_policy.train_core import TrainResult, run_training
+from enpire_policy.train_core import TrainResult, run_training_isolated
 
 
 def _policy_ref(msg) -> dict:
@@ -93,7 +94,9 @@ class TrainNode(Node):
                 return self._finish(goal_handle, res, t0)
             progress(stage="queued")
         try:
-            res = run_training(req, self._root, progress, lambda: goal_handle.is_cancel_requested)
+            res = run_training_isolated(
+                req, self._root, progress, lambda: goal_handle.is_cancel_requested
+            )
         finally:
             lock.release()
         return self._finish(goal_handle, res, t0)
