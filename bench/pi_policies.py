@@ -1,6 +1,6 @@
 """PI benchmarks: success of the shipped policies on gym-pusht's initial-state distribution.
 
-    scripts/run python bench/pi_policies.py [--seeds 500] [--camera-seeds 40] [--bc ARTIFACT]
+    scripts/run python bench/pi_policies.py [--seeds 500] [--camera-seeds 40] [--bc-train 200]
 
 Each episode runs in the in-process simulated cell (gym-pusht physics, SO-101 kinematics, IK,
 10 Hz, 300 steps, success = coverage > 0.95) from the block pose of ``reset(seed=s)`` for
@@ -8,6 +8,10 @@ s = 0 .. N-1, the arm starting parked. Prints per policy the success rate, its 9
 interval, mean steps to success and robot time. Observation modes are printed: ``state`` is
 gym-pusht's state observation (block pose from the simulator); ``camera`` is the camera
 verifier's estimate from a rendered 256 px frame every step, as on a real cell.
+
+``--bc-train N`` records N successful heuristic episodes (seeds from 50,000, away from the
+evaluation seeds) as a LeRobotDataset, trains the bc_mlp recipe on them and evaluates the
+artifact on the same seeds as the heuristic.
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ def main() -> None:
     ap.add_argument("--naive-seeds", type=int, default=200)
     ap.add_argument("--camera-seeds", type=int, default=40)
     ap.add_argument("--bc", help="a BC artifact directory to evaluate on the same seeds")
+    ap.add_argument("--bc-train", type=int, default=0, help="record N episodes, train bc_mlp")
+    ap.add_argument("--bc-epochs", type=int, default=60)
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
     bench("heuristic", a.seeds, "state", a.workers)
@@ -78,8 +84,40 @@ def main() -> None:
         bench("heuristic", a.camera_seeds, "camera", a.workers)
     if a.naive_seeds:
         bench("naive", a.naive_seeds, "state", a.workers)
+    if a.bc_train:
+        a.bc = train_bc(a.bc_train, a.bc_epochs)
     if a.bc:
         bench("bc", a.seeds, "state", a.workers, a.bc)
+
+
+def train_bc(n: int, epochs: int) -> str:
+    import tempfile
+
+    from enpire_env.sim_cell import PushTCell
+    from enpire_policy.heuristic import HeuristicPushT
+    from enpire_policy.lerobot_dataset import LeRobotDatasetWriter
+    from enpire_policy.recipes.base import TrainRequest
+    from enpire_policy.train_core import run_training
+
+    tmp = tempfile.mkdtemp(prefix="enpire-bc-bench-")
+    writer = LeRobotDatasetWriter(f"{tmp}/demos")
+    cell, policy, seed = PushTCell(), HeuristicPushT(), 50_000
+    t0 = time.perf_counter()
+    while writer.num_episodes < n:
+        r = run_episode(policy, seed, cell, record=True)
+        seed += 1
+        if r.success:
+            writer.add_episode(r.to_episode_data({"policy": "heuristic"}))
+    print(f"bc: recorded {n} successful heuristic episodes ({writer.num_frames} frames) "
+          f"in {time.perf_counter() - t0:.0f} s")  # fmt: skip
+    t0 = time.perf_counter()
+    req = TrainRequest("bc_mlp", datasets=[f"{tmp}/demos"], hyperparameters={"epochs": epochs})
+    res = run_training(req, f"{tmp}/artifacts")
+    if res.error_code:
+        raise SystemExit(f"bc training failed: {res.error_msg}")
+    print(f"bc: trained bc_mlp for {epochs} epochs in {time.perf_counter() - t0:.0f} s, "
+          f"final loss {res.metrics['final_loss']:.4f}: {res.artifact_path}")  # fmt: skip
+    return res.artifact_path
 
 
 if __name__ == "__main__":

@@ -17,5 +17,9 @@ setup(
     description="R: fleet scheduler, episode execution, recording and MRU accounting.",
     license="Apache-2.0",
     extras_require={"test": ["pytest"]},
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "rollout_node = enpire_rollout.rollout_node:main",
+        ]
+    },
 )

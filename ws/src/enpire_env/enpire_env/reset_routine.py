@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from enpire_env.kinematics import GRIPPER_INDEX, So101Kinematics, UnreachableError
-from enpire_env.pusht_geometry import coverage, is_success, tee_world_point
+from enpire_env.pusht_geometry import coverage, inside_walls, is_success, tee_world_point
 from enpire_env.reset_core import ResetErrorCode, ResetOutcome, ResetPlan
 from enpire_env.sim_cell import CellConfig, PushTCell, park_pose
 from enpire_env.verify import estimate_block_pose
@@ -133,7 +133,8 @@ class PickPlaceReset:
         self, plan: ResetPlan, port: CellPort, feedback: FeedbackFn, canceled: CancelFn
     ) -> ResetOutcome:
         t0 = port.cell_time()
-        target = np.asarray(plan.start_state, dtype=float)
+        # a start state overlapping a wall cannot be set up: aim for the nearest one inside
+        target = inside_walls(plan.start_state)
         last = ResetOutcome(False, ResetErrorCode.UNKNOWN, "no attempt made")
         for attempt in range(1, plan.max_attempts + 1):
             try:

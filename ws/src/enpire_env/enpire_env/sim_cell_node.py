@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -29,7 +30,7 @@ from enpire_env.node_utils import declare, run_node
 from enpire_env.ros_conversions import image_to_msg, stamp_from_seconds, trajectory_points
 from enpire_env.sim_cell import CellConfig, CommandError, PushTCell
 from enpire_env.tasks import PUSHT
-from enpire_msgs.msg import SimGroundTruth
+from enpire_msgs.msg import BlockPose, SimGroundTruth
 from enpire_msgs.srv import TeleportBlock
 
 
@@ -41,6 +42,34 @@ class SimCellNode(Node):
         camera_hz = declare(self, "camera_hz", 10.0, "Camera rate on the cell clock [Hz].")
         self.camera_size = declare(self, "camera_size", 256, "Camera image side [px].")
         seed = declare(self, "seed", 0, "Seed of the initial block pose.")
+        self.perception = declare(
+            self, "perception", "model",
+            "perception/block_pose source: 'model' (true pose plus the camera estimator's "
+            "measured error, every control step), 'camera' (the estimator on each camera "
+            "frame), 'off'.",
+        )  # fmt: skip
+        self.perception_noise = declare(
+            self, "perception_noise", [0.3, 0.3, 0.002],
+            "Std dev of the 'model' perception error: x, y [px], theta [rad].",
+        )  # fmt: skip
+        self.lockstep = declare(
+            self, "lockstep", True,
+            "While commands stream in (one within the last lockstep_window cell seconds), "
+            "wait up to lockstep_timeout wall seconds for the next one before each step, as a "
+            "synchronous simulator: a loaded machine slows the cell instead of the policy "
+            "missing its control period. Simulation only; a real arm does not wait.",
+        )  # fmt: skip
+        self.lockstep_timeout = declare(
+            self, "lockstep_timeout", 0.25, "Longest wait for a streamed command [wall s]."
+        )
+        self.lockstep_window = declare(
+            self, "lockstep_window", 0.25, "A stream is active this long after a command [cell s]."
+        )
+        self._cmd_event = threading.Event()
+        self._last_cmd_t = -1e9
+        if self.perception not in ("model", "camera", "off"):
+            raise ValueError(f"perception must be model, camera or off, not {self.perception!r}")
+        self._perception_rng = np.random.default_rng(seed + 7919)
         urdf = declare(self, "robot_description", "", "SO-101 URDF (empty: enpire_bringup's).")
         cfg = CellConfig(
             workspace_center_x=declare(
@@ -67,6 +96,7 @@ class SimCellNode(Node):
         self.image_pub = self.create_publisher(Image, "camera/image_raw", 2)
         self.clock_pub = self.create_publisher(Clock, "clock", 10)
         self.truth_pub = self.create_publisher(SimGroundTruth, "sim/ground_truth", 10)
+        self.pose_pub = self.create_publisher(BlockPose, "perception/block_pose", reliable)
         self.create_subscription(
             JointTrajectory, "arm_controller/joint_trajectory", self._on_trajectory, reliable,
             callback_group=commands,
@@ -86,6 +116,8 @@ class SimCellNode(Node):
     # --- inputs ---------------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         with self._lock:
+            self._last_cmd_t = self.cell.t
+            self._cmd_event.set()
             if not msg.points:  # as joint_trajectory_controller: an empty trajectory stops
                 self.cell.hold()
                 return
@@ -117,7 +149,10 @@ class SimCellNode(Node):
         next_t = time.monotonic()
         while not self._stop.is_set() and self.context.ok():
             try:
+                self._cmd_event.clear()
                 self._step_and_publish()
+                if self.lockstep and self.cell.t - self._last_cmd_t <= self.lockstep_window:
+                    self._cmd_event.wait(self.lockstep_timeout)
             except Exception as e:  # noqa: BLE001 - keep the cell alive, say what happened
                 if not self.context.ok():
                     return  # shutting down
@@ -138,7 +173,10 @@ class SimCellNode(Node):
             gt = self.cell.ground_truth()
             rejected, clipped = self.cell.rejected_commands, self.cell.clipped_commands
             img = None
-            if self._steps % self._camera_every == 0 and self.image_pub.get_subscription_count():
+            camera_tick = self._steps % self._camera_every == 0
+            if camera_tick and (
+                self.image_pub.get_subscription_count() or self.perception == "camera"
+            ):
                 img = self.cell.render(self.camera_size)
         stamp = stamp_from_seconds(t)
         self.clock_pub.publish(Clock(clock=stamp))
@@ -158,7 +196,27 @@ class SimCellNode(Node):
         )
         truth.header.stamp = stamp
         self.truth_pub.publish(truth)
-        if img is not None:
+        pose = None
+        if self.perception == "model":
+            pose = np.asarray(gt["block_pose"]) + self._perception_rng.normal(
+                0.0, self.perception_noise
+            )
+            mismatch = 0.0
+        elif self.perception == "camera" and img is not None:
+            from enpire_env.verify import estimate_block_pose
+
+            est = estimate_block_pose(img)
+            pose, mismatch = (None, 1.0) if est is None else (est.pose, est.mismatch)
+            if est is None:
+                self.pose_pub.publish(BlockPose(header=truth.header, visible=False,
+                                                source="camera"))  # fmt: skip
+        if pose is not None:
+            self.pose_pub.publish(
+                BlockPose(header=truth.header, visible=True, x=float(pose[0]),
+                          y=float(pose[1]), theta=float(pose[2]), mismatch=float(mismatch),
+                          source="sim_model" if self.perception == "model" else "camera")
+            )  # fmt: skip
+        if img is not None and self.image_pub.get_subscription_count():
             msg = image_to_msg(img)
             msg.header.stamp = stamp
             msg.header.frame_id = "camera"

@@ -44,3 +44,15 @@ def test_point_in_tee():
     assert not geo.point_in_tee(pose, (150, 260))
     turned = (200.0, 200.0, math.pi / 2)
     assert geo.point_in_tee(turned, tuple(geo.tee_world_point(turned, (0, 75))))
+
+
+def test_inside_walls_moves_only_near_misses():
+    from enpire_env.pusht_geometry import inside_walls, tee_polygons
+
+    near = (303.6, 393.0, 0.0)  # the stem overlaps the bottom wall by ~9 px
+    fixed = inside_walls(near)
+    assert fixed[0] == near[0] and fixed[2] == near[2] and 380 < fixed[1] < 393
+    pts = np.concatenate(tee_polygons(fixed))
+    assert pts[:, 1].max() <= 504.0
+    assert np.allclose(inside_walls((256, 256, 0.7)), (256, 256, 0.7))
+    assert np.allclose(inside_walls((256, 600, 0.0)), (256, 600, 0.0))  # far out: unchanged

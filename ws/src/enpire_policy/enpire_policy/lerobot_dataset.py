@@ -63,6 +63,7 @@ class LeRobotDatasetWriter:
         self.image_size = image_size
         self.robot_type = robot_type
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         for d in ("meta/episodes/" + CHUNK, "data/" + CHUNK):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         if image_size:
@@ -151,6 +152,10 @@ class LeRobotDatasetWriter:
 
     def add_episode(self, ep: EpisodeData) -> int:
         """Write one finished episode; returns its episode_index."""
+        with self._write_lock:  # one episode at a time: indices and offsets stay consistent
+            return self._add_episode(ep)
+
+    def _add_episode(self, ep: EpisodeData) -> int:
         import pyarrow as pa
         import pyarrow.parquet as pq
 

@@ -88,6 +88,10 @@ def _git(worktree: str, *args: str) -> bytes:
 def materialize(src: PolicySource, cache_dir: str | Path) -> Path:
     """The directory holding the policy's code: an export of the commit (cached, read-only),
     or the worktree itself when no commit is given."""
+    if not src.worktree:  # installed code only (a built-in policy or an artifact loader)
+        empty = Path(cache_dir) / "no-worktree"
+        empty.mkdir(parents=True, exist_ok=True)
+        return empty.resolve()
     root = Path(src.worktree)
     if not root.is_dir():
         raise PolicyError("source", f"worktree {root} does not exist")

@@ -1,0 +1,181 @@
+"""The experiment ledger: every goal, episode, robot busy/idle interval (and, for E, training
+run and agent step) is a row in one SQLite database in WAL mode.
+
+Each write commits at once, so a crash of any node loses no finished row; several processes
+(rollout, train, evolve nodes) may open the same file. MRU, throughput and MTU are computed from
+these rows (:mod:`enpire_rollout.metrics`), never from assumptions.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS goals (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, agent_id TEXT, policy TEXT, task TEXT,
+    requested INTEGER, status TEXT NOT NULL, created REAL NOT NULL, finished REAL,
+    result TEXT
+);
+CREATE TABLE IF NOT EXISTS episodes (
+    id TEXT PRIMARY KEY, goal_id TEXT, agent_id TEXT, robot_id TEXT NOT NULL, policy TEXT,
+    task TEXT, seed INTEGER, status TEXT NOT NULL, success INTEGER NOT NULL DEFAULT 0,
+    steps INTEGER, robot_seconds REAL, reset_seconds REAL, wall_start REAL, wall_end REAL,
+    dataset TEXT, dataset_index INTEGER, mcap TEXT, error TEXT, background INTEGER DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS episodes_goal ON episodes(goal_id);
+CREATE TABLE IF NOT EXISTS robot_intervals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, robot_id TEXT NOT NULL, state TEXT NOT NULL,
+    goal_id TEXT, episode_id TEXT, t_start REAL NOT NULL, t_end REAL
+);
+CREATE INDEX IF NOT EXISTS intervals_robot ON robot_intervals(robot_id, t_start);
+CREATE TABLE IF NOT EXISTS trainings (
+    id TEXT PRIMARY KEY, agent_id TEXT, recipe TEXT, policy TEXT, artifact TEXT,
+    status TEXT, metrics TEXT, wall_start REAL, wall_end REAL
+);
+CREATE TABLE IF NOT EXISTS agent_steps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, agent_id TEXT NOT NULL, branch TEXT, commit_sha TEXT,
+    parent_sha TEXT, hypothesis TEXT, outcome TEXT, success_rate REAL, prompt_tokens INTEGER,
+    completion_tokens INTEGER, wall_start REAL, wall_end REAL, kept INTEGER
+);
+"""
+
+BUSY_STATES = ("reset", "episode")  # robot time spent on experiments
+
+
+class Ledger:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as c:
+            c.executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+        return conn
+
+    def _exec(self, sql: str, args=()) -> sqlite3.Cursor:
+        return self._conn().execute(sql, args)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # --- goals --------------------------------------------------------------------------
+    def add_goal(self, goal_id: str, kind: str, agent_id: str = "", policy: dict | None = None,
+                 task: str = "", requested: int = 0) -> None:  # fmt: skip
+        self._exec(
+            "INSERT OR IGNORE INTO goals (id, kind, agent_id, policy, task, requested, status,"
+            " created) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+            (goal_id, kind, agent_id, json.dumps(policy or {}), task, requested, time.time()),
+        )
+
+    def finish_goal(self, goal_id: str, status: str, result: dict | None = None) -> None:
+        self._exec(
+            "UPDATE goals SET status = ?, finished = ?, result = ? WHERE id = ?",
+            (status, time.time(), json.dumps(result or {}, default=str), goal_id),
+        )
+
+    def goal(self, goal_id: str) -> dict | None:
+        r = self._exec("SELECT * FROM goals WHERE id = ?", (goal_id,)).fetchone()
+        return dict(r) if r else None
+
+    # --- episodes -----------------------------------------------------------------------
+    EPISODE_FIELDS = (
+        "id", "goal_id", "agent_id", "robot_id", "policy", "task", "seed", "status", "success",
+        "steps", "robot_seconds", "reset_seconds", "wall_start", "wall_end", "dataset",
+        "dataset_index", "mcap", "error", "background",
+    )  # fmt: skip
+
+    def add_episode(self, row: dict) -> None:
+        unknown = set(row) - set(self.EPISODE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown episode fields {sorted(unknown)}")
+        row = dict(row)
+        if isinstance(row.get("policy"), dict):
+            row["policy"] = json.dumps(row["policy"])
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self._exec(
+            f"INSERT OR REPLACE INTO episodes ({cols}) VALUES ({marks})", tuple(row.values())
+        )
+
+    def episodes(self, goal_id: str | None = None, agent_id: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM episodes", []
+        cond = []
+        if goal_id is not None:
+            cond.append("goal_id = ?")
+            args.append(goal_id)
+        if agent_id is not None:
+            cond.append("agent_id = ?")
+            args.append(agent_id)
+        if cond:
+            sql += " WHERE " + " AND ".join(cond)
+        return [dict(r) for r in self._exec(sql + " ORDER BY wall_end", args).fetchall()]
+
+    # --- robot intervals ----------------------------------------------------------------
+    def open_interval(self, robot_id: str, state: str, goal_id: str = "", episode_id: str = "",
+                      t: float | None = None) -> int:  # fmt: skip
+        cur = self._exec(
+            "INSERT INTO robot_intervals (robot_id, state, goal_id, episode_id, t_start)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (robot_id, state, goal_id, episode_id, time.time() if t is None else t),
+        )
+        return int(cur.lastrowid)
+
+    def close_interval(self, interval_id: int, t: float | None = None) -> None:
+        self._exec(
+            "UPDATE robot_intervals SET t_end = ? WHERE id = ? AND t_end IS NULL",
+            (time.time() if t is None else t, interval_id),
+        )
+
+    def close_open_intervals(self, t: float | None = None) -> int:
+        """After a crash: end every interval left open (at ``t``, default now)."""
+        cur = self._exec(
+            "UPDATE robot_intervals SET t_end = ? WHERE t_end IS NULL",
+            (time.time() if t is None else t,),
+        )
+        return cur.rowcount
+
+    def intervals(self, since: float = 0.0, until: float | None = None) -> list[dict]:
+        until = time.time() if until is None else until
+        rows = self._exec(
+            "SELECT * FROM robot_intervals WHERE t_start < ? AND (t_end IS NULL OR t_end > ?)"
+            " ORDER BY t_start",
+            (until, since),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    # --- E: trainings and agent steps ---------------------------------------------------
+    def add_training(self, row: dict) -> None:
+        cols = ", ".join(row)
+        self._exec(
+            f"INSERT OR REPLACE INTO trainings ({cols}) VALUES ({', '.join('?' for _ in row)})",
+            tuple(json.dumps(v) if isinstance(v, dict) else v for v in row.values()),
+        )
+
+    def add_agent_step(self, row: dict) -> int:
+        cols = ", ".join(row)
+        cur = self._exec(
+            f"INSERT INTO agent_steps ({cols}) VALUES ({', '.join('?' for _ in row)})",
+            tuple(row.values()),
+        )
+        return int(cur.lastrowid)
+
+    def query(self, sql: str, args=()) -> list[dict]:
+        """Read-only SQL for reports and agents."""
+        if not sql.lstrip().lower().startswith(("select", "with")):
+            raise ValueError("only SELECT queries")
+        return [dict(r) for r in self._exec(sql, args).fetchall()]

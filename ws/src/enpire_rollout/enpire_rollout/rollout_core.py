@@ -1,0 +1,115 @@
+"""Rollout goal checks and results, ROS-free."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from enpire_policy.recipes.base import BUILTIN_POLICIES, module_name
+from enpire_policy.sandbox import PolicySource
+
+
+class RolloutErrorCode(IntEnum):  # mirrors enpire_msgs/action/Rollout result constants
+    NONE = 0
+    UNKNOWN = 200
+    UNKNOWN_POLICY = 201
+    UNKNOWN_TASK = 202
+    UNKNOWN_ROBOT = 203
+    INVALID_EPISODE_COUNT = 204
+    BUDGET_INFEASIBLE = 205
+    BUDGET_EXHAUSTED = 206
+    NO_ROBOTS = 207
+    POLICY_ERROR = 208
+    CANCELED = 209
+
+
+class RolloutError(Exception):
+    def __init__(self, code: RolloutErrorCode, msg: str):
+        super().__init__(msg)
+        self.code, self.msg = code, msg
+
+
+@dataclass
+class RolloutRequest:
+    policy: dict
+    task: str
+    num_episodes: int
+    robot_ids: list[str]
+    num_robots: int
+    time_budget: float
+    seed: int
+    agent_id: str
+
+
+def policy_source(ref: dict) -> PolicySource:
+    """Where the worker imports the policy from, for a PolicyRef; raises RolloutError."""
+    if ref.get("artifact"):
+        path = Path(ref["artifact"])
+        if not (path / "manifest.json").is_file():
+            raise RolloutError(RolloutErrorCode.UNKNOWN_POLICY, f"no artifact at {path}")
+        return PolicySource(
+            "", "enpire_policy.artifacts", None, "load_policy", {"path": str(path)}
+        )
+    if not ref.get("repo_path"):
+        name = ref.get("name") or ""
+        if name not in BUILTIN_POLICIES:
+            raise RolloutError(
+                RolloutErrorCode.UNKNOWN_POLICY,
+                f"unknown built-in policy '{name}' (known: {', '.join(BUILTIN_POLICIES)}); "
+                "agent code needs repo_path",
+            )
+        return PolicySource("", f"enpire_policy.{name}")
+    repo = Path(ref["repo_path"])
+    if not repo.is_dir():
+        raise RolloutError(RolloutErrorCode.UNKNOWN_POLICY, f"repo_path {repo} does not exist")
+    commit = ref.get("commit") or None
+    if commit:
+        r = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode != 0:
+            raise RolloutError(
+                RolloutErrorCode.UNKNOWN_POLICY, f"commit '{commit}' not found in {repo}"
+            )
+        commit = r.stdout.strip()
+    try:
+        return PolicySource(str(repo), module_name(ref), commit)
+    except Exception as e:  # PolicyError for a bad module name
+        raise RolloutError(RolloutErrorCode.UNKNOWN_POLICY, str(e)) from None
+
+
+def validate(req: RolloutRequest, fleet: list[str], min_episode_wall: float) -> list[str]:
+    """The robots the goal may use; raises RolloutError with a code and message."""
+    if req.task != "pusht":
+        raise RolloutError(RolloutErrorCode.UNKNOWN_TASK, f"unknown task '{req.task}'")
+    if req.num_episodes <= 0:
+        raise RolloutError(
+            RolloutErrorCode.INVALID_EPISODE_COUNT,
+            f"num_episodes must be > 0, got {req.num_episodes}",
+        )
+    unknown = sorted(set(req.robot_ids) - set(fleet))
+    if unknown:
+        raise RolloutError(
+            RolloutErrorCode.UNKNOWN_ROBOT, f"unknown robots {unknown} (fleet: {fleet})"
+        )
+    if not math.isfinite(req.time_budget) or req.time_budget < 0:
+        raise RolloutError(
+            RolloutErrorCode.BUDGET_INFEASIBLE,
+            f"time_budget must be >= 0 s, got {req.time_budget}",
+        )
+    if 0 < req.time_budget < min_episode_wall:
+        raise RolloutError(
+            RolloutErrorCode.BUDGET_INFEASIBLE,
+            f"a time budget of {req.time_budget:g} s cannot hold one episode "
+            f"(reset + run take at least {min_episode_wall:g} s here)",
+        )
+    policy_source(req.policy)
+    robots = list(req.robot_ids) or list(fleet)  # num_robots caps parallelism instead
+    if not robots:
+        raise RolloutError(RolloutErrorCode.NO_ROBOTS, "no robots in the fleet")
+    return robots

@@ -1,0 +1,126 @@
+"""The Rollout action over a real ROS graph: sim cells, safety filters, the EN node and the
+rollout node as processes; clients in the test."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from action_msgs.msg import GoalStatus
+
+from enpire_env.testing import NodeProcess, call_action
+from enpire_msgs.action import Rollout
+from enpire_msgs.msg import PolicyRef
+from enpire_policy.lerobot_dataset import read_episode_frames, read_episodes, read_frames
+from enpire_rollout.ledger import Ledger
+from enpire_rollout.mcap_log import read_messages
+from enpire_rollout.rollout_core import RolloutErrorCode
+
+pytestmark = pytest.mark.xdist_group("rollout_graph")
+ROBOTS = ["robot_0", "robot_1", "robot_2", "robot_3"]
+TIME_SCALE = 4.0
+
+
+def _cell(robot, seed):
+    return NodeProcess("enpire_env.sim_cell_node", [
+        "-r", f"__ns:=/{robot}", "-p", f"time_scale:={TIME_SCALE}", "-p", f"seed:={seed}",
+        "-p", "camera_hz:=10.0", "-p", "camera_size:=96",
+    ])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fleet(ros_domain_module, ros_context_module, tmp_path_factory):
+    data = tmp_path_factory.mktemp("rollout-data")
+    robots_param = "robots:=[" + ", ".join(ROBOTS) + "]"
+    procs = {r: _cell(r, i) for i, r in enumerate(ROBOTS)}
+    procs.update({f"{r}/safety": NodeProcess("enpire_env.safety_filter_node",
+                                             ["-r", f"__ns:=/{r}"]) for r in ROBOTS})  # fmt: skip
+    procs["env"] = NodeProcess("enpire_env.env_node", ["-p", robots_param,
+                                                        "-p", "cell_timeout:=2.0"])  # fmt: skip
+    procs["rollout"] = NodeProcess("enpire_rollout.rollout_node", [
+        "-p", robots_param, "-p", f"data_dir:={data}", "-p", f"time_scale:={TIME_SCALE}",
+        "-p", "cell_timeout:=2.0", "-p", "video_size:=48",
+    ])  # fmt: skip
+    try:
+        for p in procs.values():
+            assert p.wait_for_output("ready", timeout=60), p.output
+        yield procs, data
+    finally:
+        for p in procs.values():
+            p.stop()
+        print("\n".join(f"--- {k}\n{p.output[-2500:]}" for k, p in procs.items()))
+
+
+def goal(n, agent, seed, **kw):
+    g = Rollout.Goal(policy=PolicyRef(name=kw.pop("name", "heuristic")), task="pusht",
+                     num_episodes=n, seed=seed, agent_id=agent)  # fmt: skip
+    for k, v in kw.items():
+        setattr(g, k, v)
+    return g
+
+
+def test_two_clients_share_four_cells_and_everything_is_recorded(fleet, ros_context_module):
+    _procs, data = fleet
+    results = {}
+
+    def client(agent, seed):
+        (c,) = call_action(ros_context_module, Rollout, "/rollout",
+                           [goal(3, agent, seed)], timeout=400)  # fmt: skip
+        results[agent] = c
+
+    threads = [threading.Thread(target=client, args=(a, s)) for a, s in (("a0", 10), ("a1", 20))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    led = Ledger(data / "ledger.sqlite")
+    robots_used = set()
+    for agent, c in results.items():
+        r = c.result
+        assert c.status == GoalStatus.STATUS_SUCCEEDED, r.error_msg
+        assert r.num_episodes == 3 and len(r.episode_ids) == 3
+        assert r.ci_low <= r.success_rate <= r.ci_high
+        assert c.feedback and c.feedback[-1].episodes_total == 3
+        rows = [led.episodes()[i] for i in range(len(led.episodes()))]
+        mine = [x for x in rows if x["id"] in set(r.episode_ids)]
+        assert len(mine) == 3 and all(x["agent_id"] == agent for x in mine)
+        assert sorted(x["seed"] for x in mine) == [10, 11, 12] if agent == "a0" else [20, 21, 22]
+        robots_used |= {x["robot_id"] for x in mine}
+        print("episodes", agent, [(x["status"], x["steps"], x["robot_id"]) for x in mine])
+        for x in mine:
+            msgs = read_messages(x["mcap"])
+            topics = {t for t, _, _ in msgs}
+            assert f"/{x['robot_id']}/joint_states" in topics
+            assert f"/{x['robot_id']}/policy/joint_trajectory" in topics
+            eps = {e["episode_index"]: e for e in read_episodes(x["dataset"])}
+            ep = eps[x["dataset_index"]]
+            assert ep["length"] == len(read_episode_frames(x["dataset"], x["dataset_index"]))
+            frames = read_frames(x["dataset"], [x["dataset_index"]])
+            assert frames["observation.state"].shape[1] == 5
+            assert bool(ep["success"]) == bool(x["success"])
+        assert r.num_successes >= 2, [
+            (x["status"], x["steps"], x["robot_id"], x["error"][:80]) for x in mine
+        ]
+    assert len(robots_used) >= 3  # the work spread over the fleet
+    intervals = led.intervals(0)
+    assert {iv["state"] for iv in intervals} >= {"reset", "episode"}
+
+
+def test_bad_goals_are_rejected_with_codes(fleet, ros_context_module):
+    goals = [
+        goal(1, "a", 0, name="no_such_policy"),
+        goal(1, "a", 0, task="stack"),
+        goal(1, "a", 0, robot_ids=["robot_9"]),
+        goal(0, "a", 0),
+        goal(1, "a", 0, time_budget=0.01),
+        goal(1, "a", 0, policy=PolicyRef(repo_path="/nonexistent")),
+    ]
+    calls = call_action(ros_context_module, Rollout, "/rollout", goals, timeout=60)
+    assert [c.result.error_code for c in calls] == [
+        RolloutErrorCode.UNKNOWN_POLICY, RolloutErrorCode.UNKNOWN_TASK,
+        RolloutErrorCode.UNKNOWN_ROBOT, RolloutErrorCode.INVALID_EPISODE_COUNT,
+        RolloutErrorCode.BUDGET_INFEASIBLE, RolloutErrorCode.UNKNOWN_POLICY,
+    ], [c.result.error_msg for c in calls]  # fmt: skip
+    assert all(c.status == GoalStatus.STATUS_ABORTED and c.result.error_msg for c in calls)
+    assert np.all([c.accepted for c in calls])
