@@ -25,6 +25,9 @@ def _fleet_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", default=None, help=f"params file (default: {default_params_file()})"
     )
+    p.add_argument(
+        "--data-dir", default=None, help="datasets, MCAP, ledger, artifacts (default: config's)"
+    )
 
 
 def _config(args) -> FleetConfig:
@@ -36,6 +39,7 @@ def _config(args) -> FleetConfig:
         task=args.task,
         params_file=args.config or default_params_file(),
         time_scale=args.time_scale,
+        data_dir=args.data_dir,
     )
 
 
@@ -160,15 +164,106 @@ def cmd_demo(args) -> int:
             results += run_resets(goals[wave : wave + n], timeout=args.timeout)
             bar.update(len(goals[wave : wave + n]))
         bar.close()
+        rollouts = {}
+        for name in ("naive", "heuristic"):
+            goal = _rollout_goal({"policy": name, "episodes": args.episodes, "seed": args.seed,
+                                  "agent": "demo"})  # fmt: skip
+            rollouts[name] = run_rollout(goal, timeout=args.timeout, label=name)
         dead = launcher.poll()
     ok = sum(1 for r in results if r is not None and r.success)
     print(f"enpire demo: {ok}/{len(results)} resets succeeded")
     for robot, res in zip(robots, results, strict=True):
         _print_reset_result(robot, res)
+    print("enpire demo: rollouts (same seeds)")
+    for name, res in rollouts.items():
+        _print_rollout_result(res, name)
+    if any(r is None or r.error_code for r in rollouts.values()):
+        return 1
     if dead:
         print(f"enpire demo: node {dead[0]} died (exit code {dead[1]})", file=sys.stderr)
         return 1
     return 0 if ok == len(results) else 1
+
+
+def _rollout_goal(args_or_kw: dict):
+    from enpire_msgs.action import Rollout
+    from enpire_msgs.msg import PolicyRef
+
+    kw = dict(args_or_kw)
+    ref = PolicyRef(
+        name=kw.get("policy") or "", repo_path=kw.get("repo") or "",
+        commit=kw.get("commit") or "", module=kw.get("module") or "",
+        artifact=kw.get("artifact") or "", agent_id=kw.get("agent") or "",
+    )  # fmt: skip
+    return Rollout.Goal(
+        policy=ref, task=kw.get("task") or "pusht", num_episodes=int(kw["episodes"]),
+        robot_ids=list(kw.get("robot_ids") or []), num_robots=int(kw.get("num_robots") or 0),
+        time_budget=float(kw.get("budget") or 0.0), seed=int(kw.get("seed", -1)),
+        agent_id=kw.get("agent") or "cli",
+    )  # fmt: skip
+
+
+def run_rollout(goal, server: str = "/rollout", timeout: float = 3600.0, label: str = ""):
+    """Send one Rollout goal, show a progress bar from its feedback, return its result."""
+    import rclpy
+    from rclpy.action import ActionClient
+    from tqdm import tqdm
+
+    from enpire_msgs.action import Rollout
+
+    rclpy.init()
+    node = rclpy.create_node("enpire_cli_rollout")
+    bar = tqdm(total=goal.num_episodes, desc=label or goal.policy.name or "rollout",
+               unit="ep")  # fmt: skip
+    try:
+        client = ActionClient(node, Rollout, server)
+        if not client.wait_for_server(timeout_sec=min(timeout, 60.0)):
+            raise TimeoutError(f"no Rollout action server at {server}")
+
+        def on_feedback(msg):
+            fb = msg.feedback
+            bar.n = fb.episodes_done
+            busy = sum(1 for r in fb.robots if r.phase != "idle")
+            bar.set_postfix(successes=fb.successes, robots_busy=busy)
+            bar.refresh()
+
+        f = client.send_goal_async(goal, feedback_callback=on_feedback)
+        deadline = time.monotonic() + timeout
+        rclpy.spin_until_future_complete(node, f, timeout_sec=timeout)
+        handle = f.result()
+        if handle is None or not handle.accepted:
+            return None
+        rf = handle.get_result_async()
+        rclpy.spin_until_future_complete(node, rf, timeout_sec=deadline - time.monotonic())
+        res = rf.result().result if rf.result() else None
+        if res is not None:
+            bar.n = res.num_episodes
+            bar.refresh()
+        return res
+    finally:
+        bar.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _print_rollout_result(res, label: str) -> None:
+    if res is None:
+        print(f"  {label}: no result")
+        return
+    if res.error_code:
+        print(f"  {label}: error_code={res.error_code}: {res.error_msg}")
+    print(
+        f"  {label}: {res.num_successes}/{res.num_episodes} successes = "
+        f"{res.success_rate:.0%} (95% CI {res.ci_low:.0%}-{res.ci_high:.0%}), "
+        f"robot time {res.robot_seconds:.0f} s, wall {res.wall_seconds:.0f} s"
+    )
+
+
+def cmd_rollout(args) -> int:
+    goal = _rollout_goal(vars(args))
+    res = run_rollout(goal, args.server, args.timeout)
+    _print_rollout_result(res, args.policy or args.repo or args.artifact)
+    return 0 if res is not None and res.error_code == 0 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,11 +287,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0)
     p.set_defaults(func=cmd_reset)
 
+    p = sub.add_parser("rollout", help="run a policy for N episodes on the fleet")
+    p.add_argument("--policy", default="heuristic", help="built-in policy name")
+    p.add_argument("--repo", default="", help="git worktree with agent policy code")
+    p.add_argument("--commit", default="", help="commit of --repo ('' = as it is)")
+    p.add_argument("--module", default="policy", help="policy module in --repo")
+    p.add_argument("--artifact", default="", help="trained artifact directory")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-robots", type=int, default=0, help="0 = all free robots")
+    p.add_argument("--budget", type=float, default=0.0, help="wall seconds (0 = none)")
+    p.add_argument("--agent", default="cli")
+    p.add_argument("--server", default="/rollout")
+    p.add_argument("--timeout", type=float, default=3600.0)
+    p.set_defaults(func=cmd_rollout)
+
     p = sub.add_parser(
-        "demo", help="start simulated cells and the nodes, run the loop (for now: resets)"
-    )
+        "demo", help="start simulated cells and the nodes; resets, then the baseline and the "
+        "shipped heuristic on the fleet (the agents' loop comes with enpire_evolve)",
+    )  # fmt: skip
     _fleet_args(p)
-    p.add_argument("--resets", type=int, default=4, help="reset goals to send")
+    p.add_argument("--resets", type=int, default=2, help="reset goals to send")
+    p.add_argument("--episodes", type=int, default=4, help="episodes per policy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=300.0)
     p.set_defaults(func=cmd_demo, robots="2", time_scale=5.0)

@@ -82,6 +82,7 @@ class FleetConfig:
     task: str = "pusht"
     params_file: Path = field(default_factory=default_params_file)
     time_scale: float | None = None  # overrides sim_cell's time_scale when set
+    data_dir: str | None = None  # overrides rollout_node.data_dir and train_node.artifacts_dir
 
     def __post_init__(self) -> None:
         self.robots = parse_robots(self.robots)
@@ -126,6 +127,17 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
     for robot in cfg.robots:
         nodes.append(node("enpire_env", "safety_filter_node", "safety_filter", robot))
     nodes.append(node("enpire_env", "env_node", "env_node", robots=list(cfg.robots)))
+    data = {} if not cfg.data_dir else {"data_dir": str(cfg.data_dir)}
+    arts = {} if not cfg.data_dir else {"artifacts_dir": str(Path(cfg.data_dir) / "artifacts")}
+    nodes.append(node("enpire_policy", "train_node", "train_node", **arts))
+    scale = (
+        cfg.time_scale
+        if cfg.time_scale is not None
+        else params.get("sim_cell", {}).get("time_scale", 1.0)
+    )
+    nodes.append(node("enpire_rollout", "rollout_node", "rollout_node",
+                      robots=list(cfg.robots), time_scale=float(scale if cfg.sim else 1.0),
+                      **data))  # fmt: skip
     return nodes
 
 

@@ -25,6 +25,7 @@ def _nodes(context):
         task=LaunchConfiguration("task").perform(context),
         params_file=LaunchConfiguration("params_file").perform(context),
         time_scale=float(LaunchConfiguration("time_scale").perform(context)) or None,
+        data_dir=LaunchConfiguration("data_dir").perform(context) or None,
     )
     use_sim_time = _truthy(LaunchConfiguration("use_sim_time").perform(context))
     actions = []
@@ -70,6 +71,11 @@ def generate_launch_description():
                 "time_scale",
                 default_value="0",
                 description="Simulated cells' speed-up over real time (0: from params_file).",
+            ),
+            DeclareLaunchArgument(
+                "data_dir",
+                default_value="",
+                description="Datasets, MCAP logs, ledger and artifacts ('': from params_file).",
             ),
             DeclareLaunchArgument(
                 "use_sim_time", default_value="false", description="Use /clock as time source."

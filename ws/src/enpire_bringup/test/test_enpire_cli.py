@@ -38,9 +38,18 @@ def test_bad_robot_spec_is_a_clear_error():
     assert "robots must be >= 1" in out.stderr
 
 
-def test_launch_prefixes_logs_and_stops_cleanly_on_ctrl_c(ros_domain):
+def test_launch_prefixes_logs_and_stops_cleanly_on_ctrl_c(ros_domain, tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "enpire_bringup.enpire", "launch", "--robots", "2"],
+        [
+            sys.executable,
+            "-m",
+            "enpire_bringup.enpire",
+            "launch",
+            "--robots",
+            "2",
+            "--data-dir",
+            str(tmp_path),
+        ],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -70,14 +79,23 @@ def test_launch_prefixes_logs_and_stops_cleanly_on_ctrl_c(ros_domain):
 def test_launch_exits_nonzero_naming_the_node_that_died(ros_domain, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("env_node:\n  ros__parameters:\n    max_attempts: 'three'\n")
-    out = _enpire("launch", "--config", str(bad))
+    out = _enpire("launch", "--config", str(bad), "--data-dir", str(tmp_path))
     assert out.returncode == 1
     assert "/env_node" in out.stderr and "died" in out.stderr
 
 
-def test_killed_launcher_leaves_no_orphan_nodes(ros_domain):
+def test_killed_launcher_leaves_no_orphan_nodes(ros_domain, tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "enpire_bringup.enpire", "launch", "--robots", "1"],
+        [
+            sys.executable,
+            "-m",
+            "enpire_bringup.enpire",
+            "launch",
+            "--robots",
+            "1",
+            "--data-dir",
+            str(tmp_path),
+        ],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -85,13 +103,13 @@ def test_killed_launcher_leaves_no_orphan_nodes(ros_domain):
     )
     lines = []
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len([x for x in lines if "(pid " in x]) < 3:
+    while time.monotonic() < deadline and len([x for x in lines if "(pid " in x]) < 5:
         line = proc.stdout.readline()
         if not line:
             break
         lines.append(line)
     child_pids = [int(x.split("pid ")[1].rstrip(")\n")) for x in lines if "(pid " in x]
-    assert len(child_pids) == 3, lines
+    assert len(child_pids) == 5, lines  # cell, safety filter, EN, PI and R nodes
     proc.kill()  # SIGKILL: the launcher gets no chance to stop its nodes itself
     proc.wait(timeout=10)
 
@@ -109,3 +127,31 @@ def test_killed_launcher_leaves_no_orphan_nodes(ros_domain):
     for p in left:
         os.kill(p, signal.SIGKILL)
     assert not left, f"nodes outlived the launcher: {left}"
+
+
+def test_rollout_command_runs_a_policy_on_the_fleet(ros_domain, tmp_path):
+    launch = subprocess.Popen(
+        [sys.executable, "-m", "enpire_bringup.enpire", "launch", "--robots", "2",
+         "--time-scale", "4", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "enpire_bringup.enpire", "rollout", "--policy", "heuristic",
+             "--episodes", "2", "--seed", "3", "--timeout", "300"],
+            capture_output=True, text=True, timeout=360,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert re.search(r"heuristic: \d/2 successes", out.stdout), out.stdout
+        assert "ep" in out.stderr  # the progress bar
+        assert (tmp_path / "ledger.sqlite").exists()
+        assert list((tmp_path / "datasets").glob("*/meta/info.json"))
+        bad = subprocess.run(
+            [sys.executable, "-m", "enpire_bringup.enpire", "rollout", "--policy", "nope",
+             "--episodes", "1", "--timeout", "60"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert bad.returncode == 1 and "unknown built-in policy 'nope'" in bad.stdout
+    finally:
+        os.killpg(launch.pid, signal.SIGINT)
+        launch.communicate(timeout=60)

@@ -79,8 +79,13 @@ def test_plan_per_robot_nodes_in_namespaces():
     names = [s.fqn for s in specs]
     assert names == [
         "/robot_0/sim_cell", "/robot_1/sim_cell", "/robot_0/safety_filter",
-        "/robot_1/safety_filter", "/env_node",
+        "/robot_1/safety_filter", "/env_node", "/train_node", "/rollout_node",
     ]  # fmt: skip
     assert specs[0].parameters["time_scale"] == 7.0 and specs[1].parameters["seed"] == 1
+    rollout = specs[-1].parameters
+    assert rollout["robots"] == ["robot_0", "robot_1"] and rollout["time_scale"] == 7.0
+    data = plan_nodes(FleetConfig(robots="1", data_dir="/tmp/x"))
+    assert data[-1].parameters["data_dir"] == "/tmp/x"
+    assert data[-2].parameters["artifacts_dir"] == "/tmp/x/artifacts"
     hw = [s.fqn for s in plan_nodes(FleetConfig(robots="2", sim=False))]
     assert "/robot_0/sim_cell" not in hw and "/robot_0/safety_filter" in hw

@@ -103,8 +103,8 @@ class SafetyFilterNode(Node):
             self.get_logger().warning(
                 f"command refused: {self.filter.counters.last_violation}", throttle_duration_sec=1
             )
-        elif verdict.notes:
-            self.get_logger().warning("; ".join(verdict.notes), throttle_duration_sec=1)
+        elif verdict.notes:  # clipped or slowed down: counted in safety/status
+            self.get_logger().debug("; ".join(verdict.notes), throttle_duration_sec=1)
         self._publish_status()
 
     def _on_estop(self, msg: Bool) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 from pathlib import Path
 
 _PRIMITIVES = {
@@ -75,7 +76,8 @@ def type_name(msg) -> str:
 
 
 class McapEpisodeLog:
-    """Write ROS messages of one episode; the file appears only when closed (atomic)."""
+    """Write ROS messages of one episode; the file appears only when closed (atomic).
+    Thread-safe: topic callbacks of several threads may write at once."""
 
     def __init__(self, path: str | Path):
         from mcap.writer import CompressionType, Writer
@@ -89,11 +91,19 @@ class McapEpisodeLog:
         self._schemas: dict[str, int] = {}
         self._channels: dict[str, int] = {}
         self._seq = 0
+        self._lock = threading.Lock()
 
     def write(self, topic: str, msg, t_ns: int) -> None:
         from rclpy.serialization import serialize_message
 
+        data = serialize_message(msg)
         tname = type_name(msg)
+        with self._lock:
+            self._write(topic, tname, data, t_ns)
+
+    def _write(self, topic: str, tname: str, data: bytes, t_ns: int) -> None:
+        if self._f.closed:
+            return  # a late callback after close/abort
         if topic not in self._channels:
             if tname not in self._schemas:
                 self._schemas[tname] = self._w.register_schema(
@@ -101,20 +111,22 @@ class McapEpisodeLog:
                 )
             self._channels[topic] = self._w.register_channel(topic, "cdr", self._schemas[tname])
         self._seq += 1
-        self._w.add_message(self._channels[topic], t_ns, serialize_message(msg), t_ns,
-                            self._seq)  # fmt: skip
+        self._w.add_message(self._channels[topic], t_ns, data, t_ns, self._seq)  # fmt: skip
 
     def metadata(self, name: str, data: dict[str, str]) -> None:
-        self._w.add_metadata(name, {k: str(v) for k, v in data.items()})
+        with self._lock:
+            self._w.add_metadata(name, {k: str(v) for k, v in data.items()})
 
     def close(self) -> Path:
-        self._w.finish()
-        self._f.close()
+        with self._lock:
+            self._w.finish()
+            self._f.close()
         os.replace(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:
-        self._f.close()
+        with self._lock:
+            self._f.close()
         self._tmp.unlink(missing_ok=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 from dataclasses import dataclass
@@ -50,6 +51,12 @@ def policy_source(ref: dict) -> PolicySource:
         path = Path(ref["artifact"])
         if not (path / "manifest.json").is_file():
             raise RolloutError(RolloutErrorCode.UNKNOWN_POLICY, f"no artifact at {path}")
+        manifest = json.loads((path / "manifest.json").read_text())
+        load = manifest.get("load", {})
+        if "factory_kwargs" in load:  # found parameters for the policy's own code
+            src = policy_source(dict(manifest.get("policy") or {}, artifact=""))
+            src.kwargs = dict(load["factory_kwargs"])
+            return src
         return PolicySource(
             "", "enpire_policy.artifacts", None, "load_policy", {"path": str(path)}
         )

@@ -51,3 +51,27 @@ def test_aborted_log_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(FileNotFoundError):
         read_messages(tmp_path / "ep.mcap")
+
+
+def test_concurrent_writers_do_not_corrupt_the_file(tmp_path):
+    import threading
+
+    log = McapEpisodeLog(tmp_path / "ep.mcap")
+
+    def writer(k):
+        for i in range(200):
+            if k % 2:
+                log.write(f"/r/js{k}", JointState(name=["a"] * 3, position=[float(i)] * 3), i)
+            else:
+                img = Image(height=1, width=i + 1, encoding="rgb8", data=bytes(3 * (i + 1)))
+                log.write(f"/r/img{k}", img, i)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    msgs = read_messages(tmp_path / "ep.mcap")
+    assert len(msgs) == 800
+    assert all(len(m.data) == 3 * m.width for t, m, _ in msgs if "img" in t)

@@ -42,6 +42,8 @@ def fleet(ros_domain_module, ros_context_module, tmp_path_factory):
         "-p", robots_param, "-p", f"data_dir:={data}", "-p", f"time_scale:={TIME_SCALE}",
         "-p", "cell_timeout:=2.0", "-p", "video_size:=48",
     ])  # fmt: skip
+    procs["train"] = NodeProcess("enpire_policy.train_node",
+                                 ["-p", f"artifacts_dir:={data / 'artifacts'}"])  # fmt: skip
     try:
         for p in procs.values():
             assert p.wait_for_output("ready", timeout=60), p.output
@@ -124,3 +126,23 @@ def test_bad_goals_are_rejected_with_codes(fleet, ros_context_module):
     ], [c.result.error_msg for c in calls]  # fmt: skip
     assert all(c.status == GoalStatus.STATUS_ABORTED and c.result.error_msg for c in calls)
     assert np.all([c.accepted for c in calls])
+
+
+def test_parameter_search_evaluates_candidates_through_rollout_goals(fleet, ros_context_module):
+    import json
+
+    from enpire_msgs.action import Train
+    from enpire_policy.artifacts import load_manifest
+
+    _procs, data = fleet
+    hp = {"evaluator": "rollout", "iterations": 1, "population": 2, "episodes": 2}
+    g = Train.Goal(recipe="heuristic_search", task="pusht", hyperparameters=json.dumps(hp),
+                   policy=PolicyRef(name="heuristic", agent_id="searcher"))  # fmt: skip
+    (c,) = call_action(ros_context_module, Train, "/train", [g], timeout=400)
+    assert c.status == GoalStatus.STATUS_SUCCEEDED, c.result.error_msg
+    m = load_manifest(c.result.artifact_path)
+    assert 0.0 <= m["metrics"]["best_success_rate"] <= 1.0
+    led = Ledger(data / "ledger.sqlite")
+    rows = [r for r in led.episodes() if r["agent_id"] == "searcher"]
+    assert len(rows) == 4  # 2 candidates x 2 episodes, run on the fleet
+    assert all("candidates" in json.loads(r["policy"])["artifact"] for r in rows)
