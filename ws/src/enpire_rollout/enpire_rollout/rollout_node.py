@@ -91,13 +91,27 @@ class RolloutNode(Node):
             self, "mcap_image_every", 5, "Camera frames in MCAP: every n-th (0 = none)."
         )
         time_scale = declare(self, "time_scale", 1.0, "The cells' time scale (for budgets).")
+        bg_policy = declare(
+            self, "background_policy", "",
+            "While no goal is queued, robots run this policy (built-in name or artifact "
+            "directory) and record the episodes; any goal preempts it. '' = idle.",
+        )  # fmt: skip
         self.min_episode_wall = 5.0 / max(time_scale, 1e-6)
         self.data_dir = Path(data)
         self.ledger = Ledger(ledger_path or self.data_dir / "ledger.sqlite")
         closed = self.ledger.close_open_intervals()
         if closed:
             self.get_logger().warning(f"closed {closed} interval(s) left open by a crash")
-        self.sched = FleetScheduler(self.fleet)
+        self._bg_run = None
+        background = None
+        if bg_policy:
+            ref = {"artifact": bg_policy} if "/" in bg_policy else {"name": bg_policy}
+            policy_source(ref)  # fail at start-up on an unknown policy
+            req = RolloutRequest(ref, "pusht", 1, [], 0, 0.0, 0, "background")
+            self._bg_run = _GoalRun("__background__", req, list(self.fleet))
+            background = GoalSpec("__background__", "background", 1, seed=1_000_000)
+        self.sched = FleetScheduler(self.fleet, background=background)
+        self._episode_stops: dict[str, tuple[str, threading.Event]] = {}
         self.group = ReentrantCallbackGroup()
         kin, cell_cfg = So101Kinematics(), CellConfig()
         self.links = {
@@ -168,7 +182,8 @@ class RolloutNode(Node):
             frozenset(robots),
             req.num_robots,
         )
-        self.sched.add_goal(spec)
+        for pre in self.sched.add_goal(spec):  # background episodes make way
+            self._stop_episode(pre.episode_id)
         self.get_logger().info(
             f"rollout {goal_id}: {req.num_episodes} episodes of "
             f"{req.policy.get('name') or req.policy.get('repo_path')}"
@@ -243,7 +258,13 @@ class RolloutNode(Node):
 
     def _stop_goal(self, run: _GoalRun) -> None:
         run.stop.set()
-        self.sched.cancel_goal(run.goal_id)
+        for a in self.sched.cancel_goal(run.goal_id):
+            self._stop_episode(a.episode_id)
+
+    def _stop_episode(self, episode_id: str) -> None:
+        entry = self._episode_stops.get(episode_id)
+        if entry is not None:
+            entry[1].set()
 
     def _abort(self, gh, result, code, msg, t0):
         self.get_logger().warning(f"rollout failed ({RolloutErrorCode(code).name}): {msg}")
@@ -264,7 +285,11 @@ class RolloutNode(Node):
             self._stop.wait(0.02)
 
     def _run_assignment(self, a: Assignment) -> None:
-        run = self._goals.get(a.goal_id)
+        run = self._bg_run if a.background else self._goals.get(a.goal_id)
+        stop = threading.Event()
+        self._episode_stops[a.episode_id] = (a.goal_id, stop)
+        if run is not None and run.stop.is_set():
+            stop.set()
         rec = EpisodeRecord(
             a.episode_id, a.robot_id, a.seed, "interrupted", wall_start=time.time()
         )
@@ -274,7 +299,7 @@ class RolloutNode(Node):
             if run is None:
                 outcome = "canceled"
                 return
-            outcome = self._episode(a, run, rec)
+            outcome = self._episode(a, run, rec, stop)
         except Exception as e:  # noqa: BLE001 - keep the dispatcher alive, record why
             rec.outcome, rec.error = "interrupted", f"{type(e).__name__}: {e}"
             self.get_logger().error(f"episode {a.episode_id} on {a.robot_id}: {rec.error}")
@@ -282,12 +307,15 @@ class RolloutNode(Node):
         finally:
             self._phase[a.robot_id] = "idle"
             self._current[a.robot_id] = None
-            if run is not None and rec.outcome != "canceled":
+            if run is not None and rec.outcome != "canceled" and not a.background:
                 with run.lock:
                     run.records.append(rec)
+            self._episode_stops.pop(a.episode_id, None)
             self.sched.episode_finished(a, outcome)
 
-    def _episode(self, a: Assignment, run: _GoalRun, rec: EpisodeRecord) -> str:
+    def _episode(
+        self, a: Assignment, run: _GoalRun, rec: EpisodeRecord, stop: threading.Event
+    ) -> str:
         link = self.links[a.robot_id]
         if not link.alive(self.cell_timeout):
             raise CellLostError(f"{a.robot_id} is not publishing joint states")
@@ -310,7 +338,7 @@ class RolloutNode(Node):
             )
             self._ledger_episode(a, run, rec, None, None)
             return "interrupted" if rec.outcome == "interrupted" else "retry"
-        if run.stop.is_set():
+        if stop.is_set():
             rec.outcome = "canceled"
             return "canceled"
         policy = worker_box.get("policy")
@@ -339,11 +367,11 @@ class RolloutNode(Node):
                 self.max_steps,
                 1.0 / self.control_hz,
                 self.cell_timeout,
-                run.stop,
+                stop,
                 self.video_size,
             )
             rec.outcome = "success" if rec.success else "failure"
-            if run.stop.is_set() and not rec.success:
+            if stop.is_set() and not rec.success:
                 rec.outcome = "canceled"
         except PolicyError as e:
             rec.outcome, rec.error = "policy_error", str(e)
@@ -427,7 +455,7 @@ class RolloutNode(Node):
             box["error"] = e if isinstance(e, PolicyError) else PolicyError("source", e.msg)
 
     def _close_workers(self, goal_id: str) -> None:
-        if any(self._goals.values()):
+        if any(self._goals.values()) or self._bg_run is not None:
             return  # other goals may use them; they are replaced when the policy changes
         for robot, (_k, pol) in list(self._workers.items()):
             pol.close()
@@ -481,6 +509,7 @@ class RolloutNode(Node):
                 "dataset_index": ds[1] if ds else -1,
                 "mcap": str(mcap_path or ""),
                 "error": rec.error,
+                "background": int(a.background),
             }
         )
 
