@@ -7,7 +7,7 @@ import time
 import pytest
 from action_msgs.msg import GoalStatus
 
-from enpire_env.testing import NodeProcess, call_action
+from enpire_env.testing import NodeProcess, call_action, running
 from enpire_msgs.action import Rollout
 from enpire_msgs.msg import PolicyRef
 from enpire_rollout.ledger import Ledger
@@ -29,14 +29,8 @@ def fleet(ros_domain_module, ros_context_module, tmp_path_factory):
             "-p", "video_size:=0", "-p", "mcap_image_every:=0",
             "-p", "background_policy:=naive"]),
     }  # fmt: skip
-    try:
-        for p in procs.values():
-            assert p.wait_for_output("ready", timeout=60), p.output
+    with running(procs):
         yield procs, data
-    finally:
-        for p in procs.values():
-            p.stop()
-        print("\n".join(f"--- {k}\n{p.output[-2500:]}" for k, p in procs.items()))
 
 
 def test_background_fills_idle_time_and_goals_preempt_it(fleet, ros_context_module):
@@ -50,6 +44,9 @@ def test_background_fills_idle_time_and_goals_preempt_it(fleet, ros_context_modu
     else:
         pytest.fail("no background episode started")
     t_goal = time.time()
+    (running_bg,) = led.query(
+        "SELECT * FROM robot_intervals WHERE state = 'episode' AND t_end IS NULL"
+    )
     g = Rollout.Goal(policy=PolicyRef(name="heuristic"), task="pusht", num_episodes=1, seed=3,
                      agent_id="a")  # fmt: skip
     (c,) = call_action(ros_context_module, Rollout, "/rollout", [g], timeout=200)
@@ -60,6 +57,10 @@ def test_background_fills_idle_time_and_goals_preempt_it(fleet, ros_context_modu
     goal_rows = [r for r in mine if r["id"] in set(c.result.episode_ids)]
     assert goal_rows and goal_rows[0]["background"] == 0
     assert goal_rows[0]["wall_end"] - t_goal < 120
+    cut = led.query("SELECT * FROM robot_intervals WHERE id = ?", (running_bg["id"],))[0]
+    assert cut["goal_id"] == "__background__" and cut["t_end"] is not None
+    # preempted: it ended without a finished-episode row (a naive episode runs 300 steps)
+    assert running_bg["episode_id"] not in {r["id"] for r in led.episodes()}
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # background resumes and finishes episodes, recorded
         bg = [r for r in led.episodes() if r["background"] == 1]
