@@ -26,19 +26,13 @@ from enpire_policy.episode import run_episode, wilson_interval
 
 
 def _make(name: str, arg: str | None):
-    if name == "heuristic":
-        from enpire_policy.heuristic import HeuristicPushT
-
-        return HeuristicPushT()
-    if name == "naive":
-        from enpire_policy.naive import NaivePolicy
-
-        return NaivePolicy()
     if name == "bc":
         from enpire_policy.recipes.bc import load_bc_policy
 
         return load_bc_policy(arg)
-    raise ValueError(name)
+    from enpire_policy.recipes.base import build_policy
+
+    return build_policy({"name": name})  # the built-ins, as recipes build them
 
 
 def _chunk(job):

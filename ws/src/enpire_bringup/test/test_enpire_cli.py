@@ -38,36 +38,37 @@ def test_bad_robot_spec_is_a_clear_error():
     assert "robots must be >= 1" in out.stderr
 
 
-def test_launch_prefixes_logs_and_stops_cleanly_on_ctrl_c(ros_domain, tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "enpire_bringup.enpire",
-            "launch",
-            "--robots",
-            "2",
-            "--data-dir",
-            str(tmp_path),
-        ],  # fmt: skip
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+def _launch(*args):
+    """`enpire launch ARGS` in its own session, output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "enpire_bringup.enpire", "launch", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def _read_until(proc, done, timeout=30.0) -> list[str]:
+    """Lines of ``proc`` until ``done(lines)`` holds, the output ends or ``timeout`` passes."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not done(lines):
         line = proc.stdout.readline()
         if not line:
             break
         lines.append(line)
-        if "reset server ready" in line:
-            break
+    return lines
+
+
+def _pids(lines) -> list[int]:
+    return [int(x.split("pid ")[1].rstrip(")\n")) for x in lines if "(pid " in x]
+
+
+def test_launch_prefixes_logs_and_stops_cleanly_on_ctrl_c(ros_domain, tmp_path):
+    proc = _launch("--robots", "2", "--data-dir", str(tmp_path))
+    lines = _read_until(proc, lambda ls: bool(ls) and "reset server ready" in ls[-1])
     assert any(
         re.match(r"\[env_node\s*\] ", line) and "reset server ready" in line for line in lines
     ), lines
-    child_pids = [int(x.split("pid ")[1].rstrip(")\n")) for x in lines if "(pid " in x]
+    child_pids = _pids(lines)
     assert child_pids
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
@@ -85,30 +86,9 @@ def test_launch_exits_nonzero_naming_the_node_that_died(ros_domain, tmp_path):
 
 
 def test_killed_launcher_leaves_no_orphan_nodes(ros_domain, tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "enpire_bringup.enpire",
-            "launch",
-            "--robots",
-            "1",
-            "--data-dir",
-            str(tmp_path),
-        ],  # fmt: skip
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len([x for x in lines if "(pid " in x]) < 5:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-    child_pids = [int(x.split("pid ")[1].rstrip(")\n")) for x in lines if "(pid " in x]
+    proc = _launch("--robots", "1", "--data-dir", str(tmp_path))
+    lines = _read_until(proc, lambda ls: len(_pids(ls)) >= 5)
+    child_pids = _pids(lines)
     assert len(child_pids) == 5, lines  # cell, safety filter, EN, PI and R nodes
     proc.kill()  # SIGKILL: the launcher gets no chance to stop its nodes itself
     proc.wait(timeout=10)
@@ -130,11 +110,7 @@ def test_killed_launcher_leaves_no_orphan_nodes(ros_domain, tmp_path):
 
 
 def test_rollout_command_runs_a_policy_on_the_fleet(ros_domain, tmp_path):
-    launch = subprocess.Popen(
-        [sys.executable, "-m", "enpire_bringup.enpire", "launch", "--robots", "2",
-         "--time-scale", "4", "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+    launch = _launch("--robots", "2", "--time-scale", "4", "--data-dir", str(tmp_path))
     try:
         out = subprocess.run(
             [sys.executable, "-m", "enpire_bringup.enpire", "rollout", "--policy", "heuristic",

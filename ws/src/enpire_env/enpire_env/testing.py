@@ -182,6 +182,20 @@ class NodeProcess:
         self.stop()
 
 
+@contextlib.contextmanager
+def running(procs: dict[str, NodeProcess], ready: str = "ready", timeout: float = 60.0):
+    """Wait until every node says ``ready``; on exit stop them all (including any the test
+    put into ``procs`` meanwhile) and print the end of each one's output."""
+    try:
+        for p in procs.values():
+            assert p.wait_for_output(ready, timeout=timeout), p.output
+        yield procs
+    finally:
+        for p in procs.values():
+            p.stop()
+        print("\n".join(f"--- {k}\n{p.output[-2500:]}" for k, p in procs.items()))
+
+
 class ActionCall:
     """What one action call returned: acceptance, feedback messages, status and result."""
 

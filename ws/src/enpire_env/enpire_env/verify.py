@@ -100,12 +100,13 @@ def classify(img: np.ndarray) -> np.ndarray:
     return _palette_lut()[(q[..., 0] << (2 * _LUT_BITS)) | (q[..., 1] << _LUT_BITS) | q[..., 2]]
 
 
-def segment(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(block mask, pixels to ignore because the pusher covers them), uint8 0/1."""
+def segment(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(block mask, pixels the pusher covers, wall pixels), uint8 0/1, from one classification."""
     cls = classify(img)
     block = np.isin(cls, [_NAMES.index("block"), _NAMES.index("block_edge")])
     pusher = np.isin(cls, [_NAMES.index("pusher"), _NAMES.index("pusher_edge")])
-    return block.astype(np.uint8), pusher.astype(np.uint8)
+    wall = cls == _NAMES.index("wall")
+    return block.astype(np.uint8), pusher.astype(np.uint8), wall.astype(np.uint8)
 
 
 def _draw(pose, size: int) -> np.ndarray:
@@ -205,7 +206,9 @@ def _soft_template(pose, xs: np.ndarray, ys: np.ndarray, k: float) -> np.ndarray
     return np.clip(0.5 - (sd - OUTLINE_PX) / k, 0.0, 1.0)
 
 
-def _refine_soft(start: np.ndarray, img: np.ndarray, block: np.ndarray, pusher: np.ndarray):
+def _refine_soft(
+    start: np.ndarray, img: np.ndarray, block: np.ndarray, pusher: np.ndarray, wall: np.ndarray
+):
     """Sub-pixel refinement: least squares between the image's soft block coverage and the
     T's analytic coverage, over (centroid x, centroid y, theta)."""
     from scipy.optimize import least_squares
@@ -221,7 +224,7 @@ def _refine_soft(start: np.ndarray, img: np.ndarray, block: np.ndarray, pusher: 
     )
     obs = _soft_observed(img, roi)
     care = cv2.dilate(pusher, np.ones((5, 5), np.uint8))[roi] == 0
-    care &= classify(img[roi]) != _NAMES.index("wall")
+    care &= wall[roi] == 0
     gy, gx = np.mgrid[roi[0], roi[1]]
     px, py = (gx[care] + 0.5) * k, (gy[care] + 0.5) * k
     target = obs[care]
@@ -240,7 +243,7 @@ def estimate_block_pose(img: np.ndarray, min_pixels: int = 50) -> PoseEstimate |
     """The block pose seen in a square top-down RGB image, or None if no block is visible."""
     if img.ndim != 3 or img.shape[0] != img.shape[1] or img.shape[2] != 3:
         raise ValueError(f"expected a square RGB image, got shape {img.shape}")
-    block, pusher = segment(img)
+    block, pusher, wall = segment(img)
     visible = int(block.sum())
     if visible < min_pixels:
         return None
@@ -251,7 +254,7 @@ def estimate_block_pose(img: np.ndarray, min_pixels: int = 50) -> PoseEstimate |
     if SOFT:
         cen = best.copy()
         cen[:2] = tee_world_point(best, LOCAL_CENTROID)
-        cen, mismatch = _refine_soft(cen, img, block, pusher)
+        cen, mismatch = _refine_soft(cen, img, block, pusher, wall)
         best = _pose_from_centroid(*cen)
     else:
         mismatch = best_err / max(_draw(best, block.shape[0]).sum(), 1)

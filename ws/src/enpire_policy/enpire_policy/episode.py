@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from enpire_env.kinematics import GRIPPER_INDEX, So101Kinematics, UnreachableError
-from enpire_env.pusht_geometry import GOAL_POSE, SUCCESS_THRESHOLD, WORKSPACE_PX
+from enpire_env.pusht_geometry import GOAL_POSE, WORKSPACE_PX, is_success, reward_from_coverage
 from enpire_env.sim_cell import CellConfig, PushTCell
 from enpire_env.tasks import PUSHT
 from enpire_policy.interface import Action
@@ -121,7 +121,7 @@ def run_episode(
     for step in range(max_steps):
         obs = observation(cell, step, observe)
         frame = cell.render(record_image_size) if record and record_image_size else None
-        block = cell.block_pose().tolist()  # recorded state: the true pose
+        block = cell.block_pose().tolist() if record else None  # recorded: the true pose
         try:
             action = Action.parse(policy.act(obs))
         except Exception as e:  # a policy bug ends its episode, not the caller
@@ -135,10 +135,10 @@ def run_episode(
             out.states.append(obs["tip"] + block)
             tip = action.tip if action.tip is not None else obs["tip"]
             out.actions.append([tip[0], tip[1], float(action.lift)])
-            out.rewards.append(min(cell.coverage / SUCCESS_THRESHOLD, 1.0))
+            out.rewards.append(reward_from_coverage(cell.coverage))
             if frame is not None:
                 out.frames.append(frame)
-        if cell.coverage > SUCCESS_THRESHOLD:
+        if is_success(cell.coverage):
             out.success = True
             break
     out.coverage = float(cell.coverage)

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from enpire_policy import artifacts
-from enpire_policy.recipes import RECIPES, recipe_function
+from enpire_policy.recipes import RECIPES, recipe_function, recipe_params
 from enpire_policy.recipes.base import (
     CanceledError,
     TrainContext,
     TrainError,
     TrainErrorCode,
     TrainRequest,
+    parse_hyperparameters,
 )
 
 
@@ -57,16 +58,8 @@ def validate(req: TrainRequest) -> None:
             raise TrainError(TrainErrorCode.INVALID_HYPERPARAMETERS,
                              f"hyperparameters are not JSON: {e}") from None  # fmt: skip
         req.hyperparameters = hp
-    # each recipe validates its own dataclass up front, before any work
-    from enpire_policy.recipes import base
-
-    module = __import__(RECIPES[req.recipe][0], fromlist=["_"])
-    cls = next(
-        v
-        for k, v in vars(module).items()
-        if k.endswith("Params") and isinstance(v, type) and v.__module__ == module.__name__
-    )
-    base.parse_hyperparameters(cls, req.hyperparameters)
+    # each recipe's hyper-parameters are checked up front, before any work
+    parse_hyperparameters(recipe_params(req.recipe), req.hyperparameters)
 
 
 def run_training(

@@ -103,14 +103,7 @@ class Ledger:
         unknown = set(row) - set(self.EPISODE_FIELDS)
         if unknown:
             raise ValueError(f"unknown episode fields {sorted(unknown)}")
-        row = dict(row)
-        if isinstance(row.get("policy"), dict):
-            row["policy"] = json.dumps(row["policy"])
-        cols = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        self._exec(
-            f"INSERT OR REPLACE INTO episodes ({cols}) VALUES ({marks})", tuple(row.values())
-        )
+        self._insert("INSERT OR REPLACE", "episodes", row)
 
     def episodes(self, goal_id: str | None = None, agent_id: str | None = None) -> list[dict]:
         sql, args = "SELECT * FROM episodes", []
@@ -160,18 +153,18 @@ class Ledger:
 
     # --- E: trainings and agent steps ---------------------------------------------------
     def add_training(self, row: dict) -> None:
-        cols = ", ".join(row)
-        self._exec(
-            f"INSERT OR REPLACE INTO trainings ({cols}) VALUES ({', '.join('?' for _ in row)})",
-            tuple(json.dumps(v) if isinstance(v, dict) else v for v in row.values()),
-        )
+        self._insert("INSERT OR REPLACE", "trainings", row)
 
     def add_agent_step(self, row: dict) -> int:
+        return self._insert("INSERT", "agent_steps", row)
+
+    def _insert(self, verb: str, table: str, row: dict) -> int:
+        """One row from a dict (column names are the caller's, never user input); dict values
+        are stored as JSON."""
         cols = ", ".join(row)
-        cur = self._exec(
-            f"INSERT INTO agent_steps ({cols}) VALUES ({', '.join('?' for _ in row)})",
-            tuple(row.values()),
-        )
+        marks = ", ".join("?" for _ in row)
+        values = tuple(json.dumps(v) if isinstance(v, dict) else v for v in row.values())
+        cur = self._exec(f"{verb} INTO {table} ({cols}) VALUES ({marks})", values)
         return int(cur.lastrowid)
 
     def query(self, sql: str, args=()) -> list[dict]:

@@ -17,7 +17,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.kinematics import JOINT_NAMES
 from enpire_env.node_utils import joint_positions
-from enpire_env.pusht_geometry import GOAL_POSE, SUCCESS_THRESHOLD, coverage
+from enpire_env.pusht_geometry import GOAL_POSE, coverage, is_success, reward_from_coverage
 from enpire_env.ros_conversions import make_trajectory, msg_to_image, seconds_from_stamp
 from enpire_msgs.action import Reset
 from enpire_msgs.msg import BlockPose
@@ -158,10 +158,11 @@ class RobotLink:
         while step < max_steps and not stop.is_set():
             obs = self.observation(js, step, dt)
             if obs["block_pose"] is not None:
-                reward = min(coverage(obs["block_pose"]) / SUCCESS_THRESHOLD, 1.0)
+                cov = coverage(obs["block_pose"])
+                reward = reward_from_coverage(cov)
                 rec.max_reward = max(rec.max_reward, reward)
                 rec.final_reward = reward
-                if reward >= 1.0 and coverage(obs["block_pose"]) > SUCCESS_THRESHOLD:
+                if is_success(cov):
                     rec.success = True
                     break
             if policy.metadata().get("needs_image"):

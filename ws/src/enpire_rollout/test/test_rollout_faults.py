@@ -8,7 +8,7 @@ import time
 import pytest
 from action_msgs.msg import GoalStatus
 
-from enpire_env.testing import NodeProcess, call_action
+from enpire_env.testing import NodeProcess, call_action, running
 from enpire_msgs.action import Rollout
 from enpire_msgs.msg import PolicyRef
 from enpire_policy.lerobot_dataset import read_episodes
@@ -43,14 +43,8 @@ def fleet(ros_domain_module, ros_context_module, tmp_path_factory):
     procs["env"] = NodeProcess("enpire_env.env_node", ["-p", "robots:=[robot_0, robot_1]",
                                                         "-p", "cell_timeout:=2.0"])  # fmt: skip
     procs["rollout"] = _rollout_node(data)
-    try:
-        for p in procs.values():
-            assert p.wait_for_output("ready", timeout=60), p.output
+    with running(procs):
         yield procs, data
-    finally:
-        for p in procs.values():
-            p.stop()
-        print("\n".join(f"--- {k}\n{p.output[-2500:]}" for k, p in procs.items()))
 
 
 def goal(n, seed, robots=()):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from action_msgs.msg import GoalStatus
 
-from enpire_env.testing import NodeProcess, call_action
+from enpire_env.testing import NodeProcess, call_action, running
 from enpire_msgs.action import Rollout
 from enpire_msgs.msg import PolicyRef
 from enpire_policy.lerobot_dataset import read_episode_frames, read_episodes, read_frames
@@ -44,14 +44,8 @@ def fleet(ros_domain_module, ros_context_module, tmp_path_factory):
     ])  # fmt: skip
     procs["train"] = NodeProcess("enpire_policy.train_node",
                                  ["-p", f"artifacts_dir:={data / 'artifacts'}"])  # fmt: skip
-    try:
-        for p in procs.values():
-            assert p.wait_for_output("ready", timeout=60), p.output
+    with running(procs):
         yield procs, data
-    finally:
-        for p in procs.values():
-            p.stop()
-        print("\n".join(f"--- {k}\n{p.output[-2500:]}" for k, p in procs.items()))
 
 
 def goal(n, agent, seed, **kw):
