@@ -6,6 +6,8 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
+    package_data={package_name: ["starter/*", "starter/*/*", "notes/*.md"]},
+    include_package_data=True,
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
@@ -17,5 +19,5 @@ setup(
     description="E: coding-agent hosts, git worktrees, ledger, MTU accounting, morning report.",
     license="Apache-2.0",
     extras_require={"test": ["pytest"]},
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["evolve_node = enpire_evolve.evolve_node:main"]},
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -142,47 +143,117 @@ def cmd_reset(args) -> int:
     return 0 if res is not None and res.success else 1
 
 
-def cmd_demo(args) -> int:
+def watch_evolve(timeout: float, dead=lambda: None, quiet: bool = False) -> dict:
+    """Follow ``/evolve/status`` with a progress bar until the run is done; its last status."""
+    import json
+
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from std_msgs.msg import String
     from tqdm import tqdm
 
+    rclpy.init()
+    node = rclpy.create_node("enpire_cli_evolve")
+    last: dict = {}
+
+    def on_status(msg):
+        last.clear()
+        last.update(json.loads(msg.data))
+
+    qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(String, "/evolve/status", on_status, qos)
+    bar = None
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.5)
+            gone = dead()
+            if gone:
+                raise RuntimeError(f"node {gone[0]} died (exit code {gone[1]})")
+            if not last:
+                continue
+            if bar is None and not quiet:
+                total = float(last.get("wall_budget") or 0) or None
+                bar = tqdm(total=total, desc=f"evolve {last['run_id']}", unit="s",
+                           bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
+                           "{postfix}")  # fmt: skip
+            if bar is not None:
+                bar.n = min(float(last.get("wall_used") or 0), bar.total or 1e12)
+                bar.set_postfix_str(" | ".join(
+                    f"{a['agent_id']} {a['best_rate']:.0%} {a['state']}"
+                    for a in last.get("agents", [])))  # fmt: skip
+                bar.refresh()
+            if last.get("state") == "done":
+                return dict(last)
+        raise TimeoutError(f"the evolve run did not finish within {timeout:.0f} s")
+    finally:
+        if bar is not None:
+            bar.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _print_run(status: dict) -> None:
+    report = status.get("report") or {}
+    m = report.get("metrics") or {}
+    out = status.get("outcome") or {}
+    if out.get("reason") == "goal":
+        lo, hi = out.get("ci") or (0, 1)
+        print(
+            f"enpire: GOAL REACHED by {out['agent_id']} in {m.get('wall_seconds', 0) / 60:.1f} "
+            f"min: {out['success_rate']:.1%} over {out['episodes']} fresh episodes "
+            f"(95% CI {lo:.1%}-{hi:.1%}); branch {out['branch']} commit {out['commit'][:12]}"
+        )
+    else:
+        print(
+            f"enpire: goal not reached: {out.get('reason', 'unknown')}; best screening success "
+            f"{m.get('best_screening_rate', 0):.0%} (baseline {m.get('baseline_rate', 0):.0%})"
+        )
+    if m:
+        print(
+            f"  experiments {m['experiments']} (kept {m['kept']}), adoptions {m['adoptions']}, "
+            f"MRU {m['mru']:.1%}, episodes {m['episodes']}, tokens {m['tokens']} "
+            f"(MTU {m['mtu_tokens_per_min']:.1f}/min)"
+        )
+    if report.get("html"):
+        print(f"  report: {report['html']}\n          {report['markdown']}")
+    elif report.get("error"):
+        print(f"  report failed: {report['error']}")
+
+
+def cmd_demo(args) -> int:
     from enpire_bringup.launcher import Launcher
 
     cfg = _config(args)
     specs = plan_nodes(cfg)
-    print(f"enpire demo: starting {len(specs)} node(s) for robots {cfg.robots}")
+    run_id = args.run_id or time.strftime("demo-%Y%m%d-%H%M%S")
+    for s in specs:
+        if s.name == "evolve_node":
+            s.parameters.update(run_id=run_id, wall_budget=float(args.budget),
+                                confirm_episodes=int(args.confirm_episodes))  # fmt: skip
+    print(f"enpire demo: {len(cfg.robots)} simulated cell(s) at {cfg.time_scale}x, "
+          f"{cfg.agents} {cfg.agent_backend} agent(s) from the naive baseline, run {run_id}, "
+          f"budget {args.budget:.0f} s")  # fmt: skip
     with Launcher(specs) as launcher:
-        goals, robots = [], []
-        for k in range(args.resets):
-            robot = cfg.robots[k % len(cfg.robots)]
-            goals.append(_reset_goal(robot, cfg.task, args.seed + k, ""))
-            robots.append(robot)
-        bar = tqdm(total=len(goals), desc="resets", unit="reset")
-        results = []
-        # one reset per robot at a time: the robots work in parallel, each through its queue
-        n = len(cfg.robots)
-        for wave in range(0, len(goals), n):
-            results += run_resets(goals[wave : wave + n], timeout=args.timeout)
-            bar.update(len(goals[wave : wave + n]))
-        bar.close()
-        rollouts = {}
-        for name in ("naive", "heuristic"):
-            goal = _rollout_goal({"policy": name, "episodes": args.episodes, "seed": args.seed,
-                                  "agent": "demo"})  # fmt: skip
-            rollouts[name] = run_rollout(goal, timeout=args.timeout, label=name)
-        dead = launcher.poll()
-    ok = sum(1 for r in results if r is not None and r.success)
-    print(f"enpire demo: {ok}/{len(results)} resets succeeded")
-    for robot, res in zip(robots, results, strict=True):
-        _print_reset_result(robot, res)
-    print("enpire demo: rollouts (same seeds)")
-    for name, res in rollouts.items():
-        _print_rollout_result(res, name)
-    if any(r is None or r.error_code for r in rollouts.values()):
-        return 1
-    if dead:
-        print(f"enpire demo: node {dead[0]} died (exit code {dead[1]})", file=sys.stderr)
-        return 1
-    return 0 if ok == len(results) else 1
+        status = watch_evolve(args.budget + 900.0, launcher.poll)
+    _print_run(status)
+    return 0 if (status.get("report") or {}).get("html") else 1
+
+
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from enpire_evolve.report import write_report
+    from enpire_rollout.ledger import Ledger
+
+    data = Path(args.data_dir or "~/.enpire/data").expanduser()
+    ledger = Ledger(data / "ledger.sqlite")
+    if ledger.run(args.run_id) is None:
+        runs = [r["id"] for r in ledger.query("SELECT id FROM evolve_runs ORDER BY created")]
+        raise ValueError(f"no run '{args.run_id}' in {data / 'ledger.sqlite'} (runs: {runs})")
+    rep = write_report(ledger, args.run_id, Path(args.out or data / "reports"), data_dir=data)
+    _print_run({"report": rep, "outcome": json.loads(ledger.run(args.run_id)["result"] or "{}")})
+    return 0
 
 
 def _rollout_goal(args_or_kw: dict):
@@ -303,15 +374,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rollout)
 
     p = sub.add_parser(
-        "demo", help="start simulated cells and the nodes; resets, then the baseline and the "
-        "shipped heuristic on the fleet (the agents' loop comes with enpire_evolve)",
+        "demo", help="the whole loop in simulation: cells, EN/PI/R nodes and two offline agents "
+        "improving the naive baseline until the goal or the budget; then the report",
     )  # fmt: skip
     _fleet_args(p)
-    p.add_argument("--resets", type=int, default=2, help="reset goals to send")
-    p.add_argument("--episodes", type=int, default=4, help="episodes per policy")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=300.0)
-    p.set_defaults(func=cmd_demo, robots="2", time_scale=5.0)
+    p.add_argument("--budget", type=float, default=780.0, help="wall seconds for the agents")
+    p.add_argument("--confirm-episodes", type=int, default=200,
+                   help="fresh episodes that confirm the goal")  # fmt: skip
+    p.add_argument("--run-id", default="", help="run name (default: demo-<time>)")
+    p.set_defaults(func=cmd_demo, robots="4", time_scale=5.0, agents=2)
+
+    p = sub.add_parser("report", help="(re)write the morning report of a run from the ledger")
+    p.add_argument("--run-id", required=True)
+    p.add_argument("--data-dir", default=None, help="default ~/.enpire/data")
+    p.add_argument("--out", default=None, help="default <data-dir>/reports")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -319,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TimeoutError) as e:
+    except (ValueError, TimeoutError, RuntimeError) as e:
         print(f"enpire {args.command}: error: {e}", file=sys.stderr)
         return 2
 

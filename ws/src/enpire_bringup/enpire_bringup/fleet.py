@@ -138,6 +138,9 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
     nodes.append(node("enpire_rollout", "rollout_node", "rollout_node",
                       robots=list(cfg.robots), time_scale=float(scale if cfg.sim else 1.0),
                       **data))  # fmt: skip
+    if cfg.agents > 0:
+        nodes.append(node("enpire_evolve", "evolve_node", "evolve_node", agents=int(cfg.agents),
+                          backend=cfg.agent_backend, **data))  # fmt: skip
     return nodes
 
 

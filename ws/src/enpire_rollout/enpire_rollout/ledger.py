@@ -41,7 +41,25 @@ CREATE TABLE IF NOT EXISTS agent_steps (
     parent_sha TEXT, hypothesis TEXT, outcome TEXT, success_rate REAL, prompt_tokens INTEGER,
     completion_tokens INTEGER, wall_start REAL, wall_end REAL, kept INTEGER
 );
+CREATE TABLE IF NOT EXISTS llm_calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, agent_id TEXT NOT NULL, model TEXT,
+    t_start REAL NOT NULL, t_end REAL, prompt_tokens INTEGER DEFAULT 0,
+    completion_tokens INTEGER DEFAULT 0, ok INTEGER NOT NULL, error TEXT
+);
+CREATE TABLE IF NOT EXISTS evolve_runs (
+    id TEXT PRIMARY KEY, created REAL NOT NULL, config TEXT, status TEXT NOT NULL,
+    wall_used REAL DEFAULT 0, finished REAL, result TEXT
+);
 """
+# columns added after the first release: (table, column, type); old ledgers get them on open
+MIGRATIONS = (
+    ("agent_steps", "run_id", "TEXT"),
+    ("agent_steps", "parent_rate", "REAL"),
+    ("agent_steps", "episodes", "INTEGER"),
+    ("agent_steps", "successes", "INTEGER"),
+    ("agent_steps", "robot_seconds", "REAL"),
+    ("agent_steps", "details", "TEXT"),
+)
 
 BUSY_STATES = ("reset", "episode")  # robot time spent on experiments
 
@@ -53,6 +71,10 @@ class Ledger:
         self._local = threading.local()
         with self._conn() as c:
             c.executescript(SCHEMA)
+            for table, column, kind in MIGRATIONS:
+                have = {r["name"] for r in c.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -157,6 +179,51 @@ class Ledger:
 
     def add_agent_step(self, row: dict) -> int:
         return self._insert("INSERT", "agent_steps", row)
+
+    def agent_steps(self, run_id: str, agent_id: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM agent_steps WHERE run_id = ?", [run_id]
+        if agent_id is not None:
+            sql += " AND agent_id = ?"
+            args.append(agent_id)
+        return [dict(r) for r in self._exec(sql + " ORDER BY id", args).fetchall()]
+
+    def add_llm_call(self, row: dict) -> int:
+        return self._insert("INSERT", "llm_calls", row)
+
+    def tokens(self, run_id: str, agent_id: str | None = None) -> tuple[int, int]:
+        """(prompt, completion) tokens of a run's LLM calls (one agent's, or all)."""
+        sql = ("SELECT COALESCE(SUM(prompt_tokens), 0) AS p, COALESCE(SUM(completion_tokens), 0)"
+               " AS c FROM llm_calls WHERE run_id = ?")  # fmt: skip
+        args = [run_id]
+        if agent_id is not None:
+            sql += " AND agent_id = ?"
+            args.append(agent_id)
+        r = self._exec(sql, args).fetchone()
+        return int(r["p"]), int(r["c"])
+
+    # --- E: runs ------------------------------------------------------------------------
+    def open_run(self, run_id: str, config: dict) -> dict:
+        """The run's row, created on first use (a resumed run keeps its row)."""
+        self._exec(
+            "INSERT OR IGNORE INTO evolve_runs (id, created, config, status) VALUES (?, ?, ?,"
+            " 'running')",
+            (run_id, time.time(), json.dumps(config, default=str)),
+        )
+        self._exec("UPDATE evolve_runs SET status = 'running' WHERE id = ?", (run_id,))
+        return self.run(run_id)
+
+    def run(self, run_id: str) -> dict | None:
+        r = self._exec("SELECT * FROM evolve_runs WHERE id = ?", (run_id,)).fetchone()
+        return dict(r) if r else None
+
+    def update_run(self, run_id: str, **fields) -> None:
+        allowed = {"status", "wall_used", "finished", "result"}
+        if set(fields) - allowed:
+            raise ValueError(f"unknown run fields {sorted(set(fields) - allowed)}")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        values = [json.dumps(v, default=str) if isinstance(v, dict) else v
+                  for v in fields.values()]  # fmt: skip
+        self._exec(f"UPDATE evolve_runs SET {sets} WHERE id = ?", (*values, run_id))
 
     def _insert(self, verb: str, table: str, row: dict) -> int:
         """One row from a dict (column names are the caller's, never user input); dict values

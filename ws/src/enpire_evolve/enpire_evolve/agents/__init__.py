@@ -1,0 +1,1 @@
+"""Agent backends: the offline agent (no model) and the OpenAI-compatible LLM agent."""

@@ -1,0 +1,198 @@
+"""What an agent can ask of the robots and trainers: ``rollout`` and ``train``.
+
+The evolve node's lab sends Rollout and Train goals over ROS (``evolve_node.RosLab``);
+:class:`LocalLab` runs the same requests in this process on simulated PushT cells (gym-pusht
+through enpire's episode runner, agent code in the sandbox), for laptops without a fleet and
+for testing the agents' logic without a ROS graph.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+OUTCOMES = (
+    "success",
+    "failure",
+    "policy_error",
+    "reset_failed",
+    "interrupted",
+    "safety_stop",
+    "canceled",
+)  # fmt: skip  (EpisodeResult.OUTCOME_* order)
+
+
+@dataclass
+class EpisodeSummary:
+    seed: int
+    success: bool
+    outcome: str
+    steps: int
+    final_reward: float = 0.0
+    robot_seconds: float = 0.0
+    error: str = ""
+    episode_id: str = ""
+    recording: str = ""
+
+
+@dataclass
+class RolloutSummary:
+    num_episodes: int = 0
+    successes: int = 0
+    success_rate: float = 0.0
+    ci_low: float = 0.0
+    ci_high: float = 1.0
+    robot_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    episodes: list[EpisodeSummary] = field(default_factory=list)
+    error_code: int = 0
+    error_msg: str = ""
+    cached: bool = False  # an earlier evaluation of the same code and seeds, no robot time
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def score(self, max_steps: int = 300) -> float:
+        """Success rate, ties broken by speed (mean steps, failures counting the limit)."""
+        if not self.episodes:
+            return self.success_rate
+        steps = [e.steps if e.success else max_steps for e in self.episodes]
+        return self.success_rate - 1e-4 * sum(steps) / len(steps)
+
+    def failure_summary(self, limit: int = 8) -> dict:
+        """What went wrong, in a form an agent (or a person) reads quickly."""
+        by_outcome: dict[str, int] = {}
+        for e in self.episodes:
+            by_outcome[e.outcome] = by_outcome.get(e.outcome, 0) + 1
+        failed = [e for e in self.episodes if not e.success]
+        steps_ok = [e.steps for e in self.episodes if e.success]
+        return {
+            "episodes": self.num_episodes,
+            "success_rate": round(self.success_rate, 4),
+            "outcomes": by_outcome,
+            "mean_steps_of_successes": round(sum(steps_ok) / len(steps_ok), 1)
+            if steps_ok
+            else None,
+            "mean_final_reward_of_failures": round(
+                sum(e.final_reward for e in failed) / len(failed), 3
+            )
+            if failed
+            else None,
+            "failures": [
+                {
+                    "seed": e.seed,
+                    "outcome": e.outcome,
+                    "steps": e.steps,
+                    "final_reward": round(e.final_reward, 3),
+                    "error": e.error[:300],
+                    "recording": e.recording,
+                }  # fmt: skip
+                for e in failed[:limit]
+            ],
+            "error": self.error_msg,
+        }
+
+
+@dataclass
+class TrainSummary:
+    error_code: int = 0
+    error_msg: str = ""
+    artifact: str = ""
+    metrics: dict = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+class Lab(abc.ABC):
+    """The robots and trainers as an agent sees them."""
+
+    @abc.abstractmethod
+    def rollout(self, policy: dict, episodes: int, seed: int, agent_id: str,
+                progress=None) -> RolloutSummary:  # fmt: skip
+        """Run ``policy`` (PolicyRef fields) for seeded episodes ``seed .. seed+episodes-1``."""
+
+    @abc.abstractmethod
+    def train(self, recipe: str, policy: dict, hyperparameters: dict, time_budget: float,
+              agent_id: str) -> TrainSummary:  # fmt: skip
+        """Run a training recipe on ``policy``; the artifact path comes back."""
+
+    def robots(self) -> list[str]:
+        return []
+
+    def close(self) -> None:  # noqa: B027 (optional)
+        pass
+
+
+class LocalLab(Lab):
+    """In-process simulated cells (one at a time) and in-process training."""
+
+    def __init__(self, artifacts_dir: str | Path, max_steps: int = 300, step_timeout: float = 2.0):
+        self.artifacts_dir = Path(artifacts_dir)
+        self.max_steps, self.step_timeout = max_steps, step_timeout
+        self._cell_lock = threading.Lock()  # one simulated cell, one request at a time
+
+    def rollout(self, policy, episodes, seed, agent_id, progress=None) -> RolloutSummary:
+        with self._cell_lock:
+            return self._rollout(policy, episodes, seed, agent_id, progress)
+
+    def _rollout(self, policy, episodes, seed, agent_id, progress=None) -> RolloutSummary:
+        from enpire_env.pusht_geometry import reward_from_coverage
+        from enpire_env.sim_cell import PushTCell
+        from enpire_policy.episode import run_episode, wilson_interval
+        from enpire_policy.sandbox import PolicyError, SandboxedPolicy
+        from enpire_rollout.rollout_core import RolloutError, policy_source
+
+        t0 = time.monotonic()
+        out = RolloutSummary(num_episodes=episodes)
+        try:
+            src = policy_source(policy)
+        except RolloutError as e:
+            out.error_code, out.error_msg = int(e.code), e.msg
+            return out
+        cell = PushTCell()
+        sandbox = None
+        for k in range(episodes):
+            s = seed + k
+            try:
+                if sandbox is None:
+                    sandbox = SandboxedPolicy(src, step_timeout=self.step_timeout).start()
+                r = run_episode(sandbox, s, cell, max_steps=self.max_steps)
+                err = r.error
+            except PolicyError as e:
+                r, err = None, str(e)
+            if err:
+                if sandbox is not None:
+                    sandbox.close()
+                sandbox = None
+                out.episodes.append(EpisodeSummary(s, False, "policy_error", 0, 0.0, 0.0, err))
+            else:
+                outcome = "success" if r.success else "failure"
+                out.episodes.append(EpisodeSummary(
+                    s, r.success, outcome, r.steps, reward_from_coverage(r.coverage),
+                    r.robot_seconds))  # fmt: skip
+                out.robot_seconds += r.robot_seconds
+            if progress:
+                progress(k + 1, episodes, sum(e.success for e in out.episodes))
+        if sandbox is not None:
+            sandbox.close()
+        out.successes = sum(e.success for e in out.episodes)
+        out.success_rate = out.successes / max(episodes, 1)
+        out.ci_low, out.ci_high = wilson_interval(out.successes, episodes)
+        out.wall_seconds = time.monotonic() - t0
+        if all(e.outcome == "policy_error" for e in out.episodes) and out.episodes:
+            out.error_code, out.error_msg = 208, out.episodes[0].error
+        return out
+
+    def train(self, recipe, policy, hyperparameters, time_budget, agent_id) -> TrainSummary:
+        from enpire_policy.recipes.base import TrainRequest
+        from enpire_policy.train_core import run_training
+
+        req = TrainRequest(recipe=recipe, policy=dict(policy, agent_id=agent_id),
+                           hyperparameters=dict(hyperparameters),
+                           time_budget=time_budget)  # fmt: skip
+        with self._cell_lock:
+            r = run_training(req, self.artifacts_dir)
+        return TrainSummary(int(r.error_code), r.error_msg, r.artifact_path, r.metrics,
+                            r.wall_seconds)  # fmt: skip
