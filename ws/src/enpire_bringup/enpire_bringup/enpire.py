@@ -221,7 +221,35 @@ def _print_run(status: dict) -> None:
         print(f"  report failed: {report['error']}")
 
 
+class _NodeLog:
+    """Node output to a log file; the agents' steps and errors also above the progress bar."""
+
+    SHOW = ("evolve: agent", "ERROR", "error:", "Traceback")
+
+    def __init__(self, path):
+        from pathlib import Path
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "a", buffering=1)  # noqa: SIM115 - closed by close()
+
+    def write(self, text: str) -> None:
+        from tqdm import tqdm
+
+        self.file.write(text)
+        for line in text.splitlines():
+            if any(k in line for k in self.SHOW):
+                tqdm.write(line.split("]: ", 1)[-1][:160])
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def cmd_demo(args) -> int:
+    from pathlib import Path
+
     from enpire_bringup.launcher import Launcher
 
     cfg = _config(args)
@@ -234,8 +262,14 @@ def cmd_demo(args) -> int:
     print(f"enpire demo: {len(cfg.robots)} simulated cell(s) at {cfg.time_scale}x, "
           f"{cfg.agents} {cfg.agent_backend} agent(s) from the naive baseline, run {run_id}, "
           f"budget {args.budget:.0f} s")  # fmt: skip
-    with Launcher(specs) as launcher:
-        status = watch_evolve(args.budget + 900.0, launcher.poll)
+    data = Path(cfg.data_dir or "~/.enpire/data").expanduser()
+    log = _NodeLog(data / "logs" / f"{run_id}.log")
+    print(f"enpire demo: node output goes to {log.file.name}")
+    try:
+        with Launcher(specs, out=log) as launcher:
+            status = watch_evolve(args.budget + 900.0, launcher.poll)
+    finally:
+        log.close()
     _print_run(status)
     return 0 if (status.get("report") or {}).get("html") else 1
 
@@ -379,8 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _fleet_args(p)
     p.add_argument("--budget", type=float, default=780.0, help="wall seconds for the agents")
-    p.add_argument("--confirm-episodes", type=int, default=200,
-                   help="fresh episodes that confirm the goal")  # fmt: skip
+    p.add_argument(
+        "--confirm-episodes", type=int, default=100,
+        help="fresh episodes that confirm the goal (200 take ~9 min on 2 cores)",
+    )  # fmt: skip
     p.add_argument("--run-id", default="", help="run name (default: demo-<time>)")
     p.set_defaults(func=cmd_demo, robots="4", time_scale=5.0, agents=2)
 

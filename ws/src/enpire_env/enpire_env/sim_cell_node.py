@@ -116,7 +116,11 @@ class SimCellNode(Node):
     # --- inputs ---------------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         with self._lock:
-            self._last_cmd_t = self.cell.t
+            # a stream is short commands one after another (a policy at control rate); a
+            # planned motion (e.g. a reset's pick-and-place) runs freely at time_scale
+            span = msg.points[-1].time_from_start if msg.points else None
+            streamed = span is not None and span.sec + span.nanosec * 1e-9 <= self.lockstep_window
+            self._last_cmd_t = self.cell.t if streamed else -1e9
             self._cmd_event.set()
             if not msg.points:  # as joint_trajectory_controller: an empty trajectory stops
                 self.cell.hold()

@@ -59,6 +59,7 @@ class EvolveConfig:
     confirm_chunk: int = 50  # confirmation runs in chunks and stops once it cannot pass
     wall_budget: float = 900.0  # s; 0 = none
     robot_seconds_budget: float = 0.0  # robot-s of experiments, all agents; 0 = none
+    agent_robot_seconds_budget: float = 0.0  # robot-s per agent; 0 = none
     token_budget: int = 0  # LLM tokens, all agents; 0 = none
     agent_token_budget: int = 0  # LLM tokens per agent; 0 = none
     max_experiments: int = 0  # per agent; 0 = none
@@ -83,7 +84,8 @@ class EvolveConfig:
             raise ValueError("screen_episodes and confirm_episodes must be >= 1")
         if not 0 < self.goal_success <= 1:
             raise ValueError(f"goal_success must be in (0, 1], got {self.goal_success}")
-        for name in ("wall_budget", "robot_seconds_budget", "token_budget", "agent_token_budget",
+        for name in ("wall_budget", "robot_seconds_budget", "agent_robot_seconds_budget",
+                     "token_budget", "agent_token_budget",
                      "max_experiments", "adopt_margin", "test_timeout", "pause_seconds",
                      "train_budget", "train_every"):  # fmt: skip
             v = getattr(self, name)
@@ -124,7 +126,9 @@ class Evolution:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # ledger reads that decide, confirmations, eval cache
         self._confirm_lock = threading.Lock()
-        self._eval_cache: dict[str, RolloutSummary] = {}
+        self._no_confirmation = threading.Event()  # clear while a confirmation runs
+        self._no_confirmation.set()
+        self._eval_cache: dict[str, RolloutSummary | threading.Event] = {}
         self.outcome: dict = {}
         self.t_start = time.monotonic()
         run = self.ledger.open_run(cfg.run_id, cfg.to_dict())
@@ -138,6 +142,7 @@ class Evolution:
         if not self.outcome:
             self.outcome = {"reason": reason}
         self._stop.set()
+        self.lab.cancel_all()  # robots stop with the run, not after their current goals
 
     @property
     def stopped(self) -> bool:
@@ -160,6 +165,16 @@ class Evolution:
                 return f"robot-time budget of {c.robot_seconds_budget:g} robot-s spent"
         if c.token_budget and sum(self.ledger.tokens(c.run_id)) >= c.token_budget:
             return f"token budget of {c.token_budget} spent"
+        if agent_id and c.agent_robot_seconds_budget:
+            used = self.ledger.query(
+                "SELECT COALESCE(SUM(robot_seconds), 0) AS s FROM agent_steps WHERE run_id = ?"
+                " AND agent_id = ?",
+                (c.run_id, agent_id),
+            )[0]["s"]
+            if used >= c.agent_robot_seconds_budget:
+                return (
+                    f"{agent_id}'s robot-time budget of {c.agent_robot_seconds_budget:g} s spent"
+                )
         if agent_id and c.agent_token_budget:
             if sum(self.ledger.tokens(c.run_id, agent_id)) >= c.agent_token_budget:
                 return f"{agent_id}'s token budget of {c.agent_token_budget} spent"
@@ -228,21 +243,39 @@ class Evolution:
                 st.state = "done"
 
     def evaluate(self, tree: AgentTree, sha: str, agent_id: str, episodes: int, seed: int,
-                 artifact: str = "", cache: bool = True) -> RolloutSummary:  # fmt: skip
+                 artifact: str = "", cache: bool = True,
+                 stop_when=None) -> RolloutSummary:  # fmt: skip
         """A Rollout of ``sha``; identical code on the same seeds is evaluated once."""
         key = f"{tree.tree_hash(sha)}:{artifact}:{episodes}:{seed}"
-        if cache:
-            with self._lock:
-                hit = self._eval_cache.get(key)
-            if hit is not None:
-                return dataclasses.replace(hit, cached=True, robot_seconds=0.0)
+        if cache:  # screening waits while a confirmation has the fleet: it may end the run
+            st = self.status.get(agent_id)
+            while not self._no_confirmation.wait(0.5) and not self.stopped:
+                if st is not None:
+                    st.state = "waiting"
+            if st is not None:
+                st.state = "rollout"
+            while True:
+                with self._lock:
+                    hit = self._eval_cache.get(key)
+                    if hit is None:  # nobody has it: this call evaluates it
+                        self._eval_cache[key] = threading.Event()
+                        break
+                if isinstance(hit, RolloutSummary):
+                    return dataclasses.replace(hit, cached=True, robot_seconds=0.0)
+                hit.wait()  # another agent is evaluating the same code on the same seeds
         ref = {"name": f"{agent_id}@{sha[:8]}", "agent_id": agent_id, "repo_path": str(tree.path),
                "commit": sha, "module": POLICY_MODULE, "artifact": artifact}  # fmt: skip
-        res = self.lab.rollout(ref, episodes, seed, agent_id)
-        if cache and not res.error_code:
-            with self._lock:
-                self._eval_cache[key] = res
-        return res
+        res = None
+        try:
+            res = self.lab.rollout(ref, episodes, seed, agent_id, stop_when=stop_when)
+            return res
+        finally:
+            if cache:
+                with self._lock:
+                    pending = self._eval_cache.pop(key)
+                    if res is not None and not res.error_code:
+                        self._eval_cache[key] = res
+                pending.set()
 
     def _confirmation(self, runner: _AgentRunner, sha: str) -> RolloutSummary:
         """Fresh episodes in chunks; stops early once more episodes failed than the goal
@@ -254,19 +287,25 @@ class Evolution:
         total = RolloutSummary()
         while total.num_episodes < c.confirm_episodes and not self.stopped:
             n = min(c.confirm_chunk, c.confirm_episodes - total.num_episodes)
+            failed_before = total.num_episodes - total.successes
+
+            def cannot_pass(done: int, _total: int, successes: int, before=failed_before) -> bool:
+                return before + done - successes > allowed
+
             r = self.evaluate(runner.tree, sha, runner.agent_id, n,
-                              c.confirm_seed + total.num_episodes, cache=False)  # fmt: skip
+                              c.confirm_seed + total.num_episodes, cache=False,
+                              stop_when=cannot_pass)  # fmt: skip
             total.episodes += r.episodes
             total.num_episodes += r.num_episodes
             total.successes += r.successes
             total.robot_seconds += r.robot_seconds
             total.wall_seconds += r.wall_seconds
-            if r.error_code:
-                total.error_code, total.error_msg = r.error_code, r.error_msg
-                break
             if total.num_episodes - total.successes > allowed:
                 total.error_msg = (f"stopped early: {total.num_episodes - total.successes} "
                                    f"failures > {allowed} allowed")  # fmt: skip
+                break
+            if r.error_code:
+                total.error_code, total.error_msg = r.error_code, r.error_msg
                 break
         total.success_rate = total.successes / max(total.num_episodes, 1)
         total.ci_low, total.ci_high = wilson_interval(total.successes, total.num_episodes)
@@ -280,7 +319,11 @@ class Evolution:
                 return False
             runner.st.state = "confirming"
             t0 = time.time()
-            res = self._confirmation(runner, sha)
+            self._no_confirmation.clear()
+            try:
+                res = self._confirmation(runner, sha)
+            finally:
+                self._no_confirmation.set()
             ok = (not res.error_code and res.num_episodes >= c.confirm_episodes
                   and res.success_rate >= c.goal_success)  # fmt: skip
             self.ledger.add_agent_step({
@@ -320,7 +363,7 @@ class _AgentRunner:
         self.agent = evo.make_agent(agent_id, evo.agent_ids.index(agent_id))
         self.parent, self.parent_rate, self.last_failures = "", 0.0, {}
         self.parent_score = -math.inf
-        self.idle = 0
+        self.idle = self.errors = 0
 
     def _log(self, msg: str) -> None:
         self.st.message = msg
@@ -383,6 +426,7 @@ class _AgentRunner:
             return
         prev, prev_rate = self.parent, self.parent_rate
         self.parent, self.parent_rate = other["commit_sha"], other["success_rate"]
+        self.st.best_rate, self.st.parent = self.parent_rate, self.parent
         theirs = json.loads(other.get("details") or "{}")
         self.last_failures = theirs.get("failures", {})
         self.parent_score = theirs.get("score", self.parent_rate)
@@ -447,7 +491,20 @@ class _AgentRunner:
                     return
                 continue
             self.idle = 0
-            self._experiment(proposal, t0, calls_before)
+            try:
+                self._experiment(proposal, t0, calls_before)
+                self.errors = 0
+            except Exception as e:  # a host-side failure (git, lab): log, back off, go on
+                self.errors += 1
+                self._log(f"experiment failed: {type(e).__name__}: {e}")
+                self._record({"commit_sha": self.parent, "parent_sha": self.parent,
+                              "outcome": "error", "hypothesis": proposal.hypothesis[:500],
+                              "wall_start": t0, "wall_end": time.time(), "kept": 0,
+                              "details": {"error": traceback.format_exc(limit=8)},
+                              **self._token_delta(calls_before)})  # fmt: skip
+                if self.errors >= 5:
+                    raise
+                self.evo._stop.wait(min(self.cfg.pause_seconds, 5.0 * self.errors))
 
     def _tokens(self) -> tuple[int, int]:
         return self.evo.ledger.tokens(self.cfg.run_id, self.agent_id)
@@ -474,16 +531,30 @@ class _AgentRunner:
                           **self._token_delta(calls_before)})  # fmt: skip
             return
         self.st.state = "rollout"
-        res = self.evo.evaluate(self.tree, sha, self.agent_id, self.cfg.screen_episodes,
-                                self.cfg.screen_seed, proposal.artifact)  # fmt: skip
+        n_screen, bar = self.cfg.screen_episodes, self.parent_rate
+
+        def hopeless(done: int, total: int, successes: int) -> bool:
+            # even if every remaining episode succeeded it could not reach its parent's rate
+            return (successes + total - done) / total < bar - 1e-9
+
+        res = self.evo.evaluate(self.tree, sha, self.agent_id, n_screen, self.cfg.screen_seed,
+                                proposal.artifact, stop_when=hopeless)  # fmt: skip
         fs = res.failure_summary()
         score = res.score()
+        early = bool(res.error_code) and res.num_episodes < n_screen and not self.evo.stopped
         kept = not res.error_code and score > self.parent_score + 1e-9
         verdict = "kept" if kept else "discarded"
+        if early:
+            fs["stopped_early"] = (f"after {res.num_episodes} of {n_screen} episodes: it could "
+                                   f"no longer reach its parent's {bar:.0%}")  # fmt: skip
+        if res.error_code and self.evo.stopped:
+            verdict = "canceled"  # the run ended during the evaluation: no verdict
         message = (f"{self.agent_id}: {proposal.hypothesis}\n\nresult: {res.successes}/"
                    f"{res.num_episodes} = {res.success_rate:.0%} on the screening set (parent "
                    f"{self.parent_rate:.0%}) -> {verdict}")  # fmt: skip
-        if res.error_code:
+        if early:
+            message += f"\n{fs['stopped_early']}"
+        elif res.error_code:
             message += f"\nerror {res.error_code}: {res.error_msg[:500]}"
         final = self._amend(message)
         if kept:

@@ -46,6 +46,46 @@ class RosLab(Lab):
         self.node, self.timeout = node, timeout
         self.rollout_client = ActionClient(node, Rollout, rollout_server, callback_group=group)
         self.train_client = ActionClient(node, Train, train_server, callback_group=group)
+        self._handles: dict[int, object] = {}  # goal handles are not hashable
+        self._lock = threading.Lock()
+        self._canceled = False
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            self._canceled = True
+            handles = list(self._handles.values())
+        for h in handles:
+            h.cancel_goal_async()
+
+    def _run_goal(self, client, goal, feedback=None, should_cancel=None):
+        """Send a goal and wait for its result; None if it was not accepted.
+        ``should_cancel(feedback)`` returning True cancels the goal."""
+        if self._canceled:
+            return None
+        box: dict = {}
+
+        def on_feedback(msg):
+            if feedback:
+                feedback(msg)
+            h = box.get("handle")
+            if should_cancel and h is not None and not box.get("canceled"):
+                if should_cancel(msg.feedback):
+                    box["canceled"] = True
+                    h.cancel_goal_async()
+
+        handle = _wait(client.send_goal_async(goal, feedback_callback=on_feedback), 60.0)
+        box["handle"] = handle
+        if handle is None or not handle.accepted:
+            return None
+        with self._lock:
+            self._handles[id(handle)] = handle
+            if self._canceled:
+                handle.cancel_goal_async()
+        try:
+            return _wait(handle.get_result_async(), self.timeout).result
+        finally:
+            with self._lock:
+                self._handles.pop(id(handle), None)
 
     def wait_for_servers(self, timeout: float) -> bool:
         return self.rollout_client.wait_for_server(timeout) and self.train_client.wait_for_server(
@@ -61,7 +101,8 @@ class RosLab(Lab):
             }
         )
 
-    def rollout(self, policy, episodes, seed, agent_id, progress=None) -> RolloutSummary:
+    def rollout(self, policy, episodes, seed, agent_id, progress=None,
+                stop_when=None) -> RolloutSummary:  # fmt: skip
         goal = Rollout.Goal(policy=self._ref(policy), task="pusht", num_episodes=int(episodes),
                             seed=int(seed), agent_id=agent_id)  # fmt: skip
 
@@ -70,11 +111,16 @@ class RosLab(Lab):
                 fb = msg.feedback
                 progress(fb.episodes_done, fb.episodes_total, fb.successes)
 
-        handle = _wait(self.rollout_client.send_goal_async(goal, feedback_callback=on_feedback),
-                       60.0)  # fmt: skip
-        if handle is None or not handle.accepted:
+        def cancel(fb) -> bool:
+            return (
+                bool(stop_when)
+                and fb.episodes_done < fb.episodes_total
+                and stop_when(fb.episodes_done, fb.episodes_total, fb.successes)
+            )
+
+        r = self._run_goal(self.rollout_client, goal, on_feedback, cancel)
+        if r is None:
             return RolloutSummary(error_code=200, error_msg="the Rollout goal was not accepted")
-        r = _wait(handle.get_result_async(), self.timeout).result
         out = RolloutSummary(
             num_episodes=r.num_episodes, successes=r.num_successes, success_rate=r.success_rate,
             ci_low=r.ci_low, ci_high=r.ci_high, robot_seconds=r.robot_seconds,
@@ -91,10 +137,9 @@ class RosLab(Lab):
         goal = Train.Goal(recipe=recipe, policy=self._ref(dict(policy, agent_id=agent_id)),
                           task="pusht", hyperparameters=json.dumps(hyperparameters),
                           time_budget=float(time_budget))  # fmt: skip
-        handle = _wait(self.train_client.send_goal_async(goal), 60.0)
-        if handle is None or not handle.accepted:
+        r = self._run_goal(self.train_client, goal)
+        if r is None:
             return TrainSummary(300, "the Train goal was not accepted")
-        r = _wait(handle.get_result_async(), self.timeout).result
         metrics = json.loads(r.metrics) if r.metrics else {}
         return TrainSummary(r.error_code, r.error_msg, r.artifact_path, metrics, r.wall_seconds)
 
@@ -123,6 +168,9 @@ class EvolveNode(Node):
                                    "Wall seconds for the run; 0 = none."),
             "robot_seconds_budget": declare(self, "robot_seconds_budget", d.robot_seconds_budget,
                                             "Robot seconds for the run; 0 = none."),
+            "agent_robot_seconds_budget": declare(
+                self, "agent_robot_seconds_budget", d.agent_robot_seconds_budget,
+                "Robot seconds per agent; 0 = none."),
             "token_budget": declare(self, "token_budget", d.token_budget,
                                     "LLM tokens for the run; 0 = none."),
             "agent_token_budget": declare(self, "agent_token_budget", d.agent_token_budget,

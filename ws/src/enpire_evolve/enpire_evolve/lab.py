@@ -110,8 +110,10 @@ class Lab(abc.ABC):
 
     @abc.abstractmethod
     def rollout(self, policy: dict, episodes: int, seed: int, agent_id: str,
-                progress=None) -> RolloutSummary:  # fmt: skip
-        """Run ``policy`` (PolicyRef fields) for seeded episodes ``seed .. seed+episodes-1``."""
+                progress=None, stop_when=None) -> RolloutSummary:  # fmt: skip
+        """Run ``policy`` (PolicyRef fields) for seeded episodes ``seed .. seed+episodes-1``.
+        ``stop_when(done, total, successes)`` returning True cancels the rest (the summary
+        then holds the episodes done, with error_code CANCELED)."""
 
     @abc.abstractmethod
     def train(self, recipe: str, policy: dict, hyperparameters: dict, time_budget: float,
@@ -120,6 +122,9 @@ class Lab(abc.ABC):
 
     def robots(self) -> list[str]:
         return []
+
+    def cancel_all(self) -> None:  # noqa: B027 (optional)
+        """Cancel every goal in flight (the run is over)."""
 
     def close(self) -> None:  # noqa: B027 (optional)
         pass
@@ -133,11 +138,12 @@ class LocalLab(Lab):
         self.max_steps, self.step_timeout = max_steps, step_timeout
         self._cell_lock = threading.Lock()  # one simulated cell, one request at a time
 
-    def rollout(self, policy, episodes, seed, agent_id, progress=None) -> RolloutSummary:
+    def rollout(self, policy, episodes, seed, agent_id, progress=None,
+                stop_when=None) -> RolloutSummary:  # fmt: skip
         with self._cell_lock:
-            return self._rollout(policy, episodes, seed, agent_id, progress)
+            return self._rollout(policy, episodes, seed, agent_id, progress, stop_when)
 
-    def _rollout(self, policy, episodes, seed, agent_id, progress=None) -> RolloutSummary:
+    def _rollout(self, policy, episodes, seed, agent_id, progress, stop_when) -> RolloutSummary:
         from enpire_env.pusht_geometry import reward_from_coverage
         from enpire_env.sim_cell import PushTCell
         from enpire_policy.episode import run_episode, wilson_interval
@@ -173,13 +179,18 @@ class LocalLab(Lab):
                     s, r.success, outcome, r.steps, reward_from_coverage(r.coverage),
                     r.robot_seconds))  # fmt: skip
                 out.robot_seconds += r.robot_seconds
+            ok = sum(e.success for e in out.episodes)
             if progress:
-                progress(k + 1, episodes, sum(e.success for e in out.episodes))
+                progress(k + 1, episodes, ok)
+            if stop_when and k + 1 < episodes and stop_when(k + 1, episodes, ok):
+                out.error_code, out.error_msg = 209, "rollout canceled"
+                break
         if sandbox is not None:
             sandbox.close()
+        out.num_episodes = len(out.episodes)
         out.successes = sum(e.success for e in out.episodes)
-        out.success_rate = out.successes / max(episodes, 1)
-        out.ci_low, out.ci_high = wilson_interval(out.successes, episodes)
+        out.success_rate = out.successes / max(out.num_episodes, 1)
+        out.ci_low, out.ci_high = wilson_interval(out.successes, out.num_episodes)
         out.wall_seconds = time.monotonic() - t0
         if all(e.outcome == "policy_error" for e in out.episodes) and out.episodes:
             out.error_code, out.error_msg = 208, out.episodes[0].error

@@ -33,8 +33,10 @@ def run_metrics(ledger, run_id: str) -> dict:
     minutes = max((t1 - t0) / 60, 1e-9)
     usage = fleet_usage(ledger, t0, t1)
     baseline = [s["success_rate"] for s in steps if s["outcome"] == "baseline"]
-    kept = [s["success_rate"] for s in steps if s["kept"] and s["success_rate"] is not None]
-    best = max(kept) if kept else 0.0
+    kept = [s for s in steps if s["kept"] and s["success_rate"] is not None
+            and s["outcome"] in ("kept", "baseline")]  # fmt: skip
+    top = max(kept, key=lambda s: (s["success_rate"], -s["id"])) if kept else None
+    best = top["success_rate"] if top else 0.0
     base = min(baseline) if baseline else 0.0
     experiments = [s for s in steps if s["outcome"] in ("kept", "discarded", "tests_failed")]
     goal = result.get("reason") == "goal"
@@ -45,6 +47,7 @@ def run_metrics(ledger, run_id: str) -> dict:
         "winner": {k: result.get(k) for k in ("agent_id", "branch", "commit", "success_rate",
                                                "ci", "episodes", "shared_repo")} if goal else {},
         "baseline_rate": base, "best_screening_rate": best,
+        "best_commit": top["commit_sha"] if top else "",
         "experiments": len(experiments),
         "kept": sum(1 for s in experiments if s["outcome"] == "kept"),
         "adoptions": sum(1 for s in steps if s["outcome"] == "adopted"),
@@ -146,16 +149,14 @@ def _failure_frames(ledger, run_id: str, m: dict, n_eps: int = 4, n_frames: int 
     """Frames of the best policy's failed episodes (confirmation first, else screening)."""
     from enpire_policy.lerobot_dataset import read_episode_frames
 
+    best = (m.get("winner") or {}).get("commit") or m.get("best_commit")
     rows = ledger.query(
-        "SELECT details FROM agent_steps WHERE run_id = ? AND outcome IN ('confirmed',"
-        " 'not_confirmed', 'kept') ORDER BY (outcome != 'kept') DESC, success_rate DESC, id DESC",
-        (run_id,),
+        "SELECT details FROM agent_steps WHERE run_id = ? AND commit_sha = ? AND outcome IN"
+        " ('confirmed', 'not_confirmed', 'kept')",
+        (run_id, best or ""),
     )
-    ids = []
-    for r in rows:
-        ids += json.loads(r["details"] or "{}").get("episode_ids", [])
-        if len(ids) > 400:
-            break
+    ids = [i for r in rows for i in json.loads(r["details"] or "{}").get("episode_ids", [])]
+    m["best_policy_episodes"] = len(ids)
     if not ids:
         return None, []
     marks = ",".join("?" for _ in ids)
@@ -205,8 +206,18 @@ def _summary_md(m: dict, steps: list[dict], failures: list[dict]) -> str:
         lines += [
             f"**Goal not reached**: {m['reason']}. Best screening success rate "
             f"{m['best_screening_rate']:.0%} (baseline {m['baseline_rate']:.0%}).",
-            "",
         ]
+        conf = [s for s in steps if s["outcome"] in ("confirmed", "not_confirmed")]
+        if conf:
+            c = conf[-1]
+            why = json.loads(c["details"] or "{}").get("error") or "its episodes ran out"
+            lines.append(f"The last confirmation ({c['agent_id']}, commit "
+                         f"`{(c['commit_sha'] or '')[:12]}`) ran {c['episodes']} episodes at "
+                         f"{(c['success_rate'] or 0):.1%} and stopped: {why}.")  # fmt: skip
+        else:
+            lines.append("No candidate reached the goal rate on the screening set, so none was "
+                         "sent to confirmation.")  # fmt: skip
+        lines.append("")
     tok = f"{m['tokens']}" + (f" ({m['tokens_to_goal']} to the goal)" if m["goal_reached"] else "")
     ppm = ("n/a (no tokens spent)" if m["progress_per_mtok"] is None
            else f"{m['progress_per_mtok']:.2f} success-rate gain per Mtok")  # fmt: skip
@@ -231,8 +242,15 @@ def _summary_md(m: dict, steps: list[dict], failures: list[dict]) -> str:
         par = "" if s["parent_rate"] is None else f"{s['parent_rate']:.0%}"
         hyp = (s["hypothesis"] or "").replace("|", "/").replace("\n", " ")[:140]
         lines.append(f"| {s['agent_id']} | {s['outcome']} | {rate} | {par} | {hyp} |")
-    if failures:
-        lines += ["", "## Failure cases of the best policy", ""]
+    lines += ["", "## Failure cases of the best policy", ""]
+    best = (m.get("winner") or {}).get("commit") or m.get("best_commit") or ""
+    if not failures:
+        lines.append(
+            f"No failed episode of the best policy (commit `{best[:12]}`) among its "
+            f"{m.get('best_policy_episodes', 0)} recorded episodes."
+        )
+    else:
+        lines.append(f"Commit `{best[:12]}`, {len(failures)} of its failed episodes:")
         lines += [f"- episode `{e['id']}` (seed {e['seed']}, {e['robot_id']}): "
                   f"{e['steps']} steps, dataset `{e['dataset']}`" for e in failures]  # fmt: skip
     if m["goal_reached"]:

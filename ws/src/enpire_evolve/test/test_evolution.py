@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from enpire_evolve.agents.base import Agent, Proposal
+from enpire_evolve.agents.offline import OfflineAgent
 from enpire_evolve.evolution import Evolution, EvolveConfig
 from enpire_evolve.lab import LocalLab
 from enpire_evolve.repo import POLICY_MODULE, git
@@ -32,8 +34,28 @@ def test_source_edit_rewrites_only_the_constants():
         read_constants("def (:", ("X",))
 
 
+class _Follower(OfflineAgent):
+    """An offline agent that, while its own branch solves nothing, waits for another agent to
+    do better (so the test sees an adoption whatever the threads' timing)."""
+
+    def propose(self, ctx):
+        if ctx.parent_rate == 0.0:
+            for _ in range(600):
+                better = ctx.ledger.query(
+                    "SELECT id FROM agent_steps WHERE run_id = ? AND agent_id != ? AND kept = 1"
+                    " AND outcome = 'kept' AND success_rate >= 0.1",
+                    (ctx.run_id, ctx.agent_id),
+                )
+                if better:
+                    return None  # the host adopts that branch before the next step
+                time.sleep(0.2)
+        return super().propose(ctx)
+
+
 def test_two_offline_agents_improve_and_one_adopts_the_others_branch(tmp_path):
     evo = _evolution(tmp_path)
+    default = evo.make_agent
+    evo.make_agent = lambda a, i: _Follower(a, seed=1) if i == 1 else default(a, i)
     out = evo.run()
     rows = evo.ledger.agent_steps("t")
     baseline = [r for r in rows if r["outcome"] == "baseline"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -31,6 +32,9 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
                 reply = outer.replies.pop(0) if len(outer.replies) > 1 else outer.replies[0]
+                if isinstance(reply, float):  # a slow endpoint: answer after the client gave up
+                    time.sleep(reply)
+                    reply = completion(0, "list_files")
                 status, payload = reply if isinstance(reply, tuple) else (200, reply)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
@@ -131,7 +135,7 @@ def test_llm_agent_edits_trains_rolls_out_and_commits_with_token_accounting(tmp_
     assert evo.ledger.tokens("llm") == (721, 91)
 
 
-@pytest.mark.parametrize("failure", ["down", "http500", "no_tool_call", "bad_arguments"])
+@pytest.mark.parametrize("failure", ["down", "slow", "http500", "no_tool_call", "bad_arguments"])
 def test_a_failing_endpoint_pauses_its_agent_and_the_other_goes_on(tmp_path, failure):
     server = None
     if failure == "down":
@@ -143,6 +147,7 @@ def test_a_failing_endpoint_pauses_its_agent_and_the_other_goes_on(tmp_path, fai
         s.close()  # nothing listens there
     else:
         reply = {
+            "slow": 3.0,
             "http500": (500, {"error": {"message": "overloaded"}}),
             "no_tool_call": completion(0, None, text="I think we should push harder."),
             "bad_arguments": {**completion(0, "read_file"), "choices": [{"index": 0,
@@ -153,6 +158,7 @@ def test_a_failing_endpoint_pauses_its_agent_and_the_other_goes_on(tmp_path, fai
         server = ScriptedServer([reply])
         url = server.url
     evo = _evolution(tmp_path, url, agents=2, max_experiments=2, wall_budget=25)
+    evo.cfg.llm.timeout = 1.0
     from enpire_evolve.agents.llm import LlmAgent
 
     def make(agent_id, i):

@@ -64,23 +64,49 @@ MIGRATIONS = (
 BUSY_STATES = ("reset", "episode")  # robot time spent on experiments
 
 
+def _retry_locked(fn, timeout: float = 30.0):
+    """Call ``fn`` until SQLite stops answering "database is locked" (or ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 class Ledger:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._conn() as c:
-            c.executescript(SCHEMA)
+        _retry_locked(self._create)
+
+    def _create(self) -> None:
+        c = self._conn()
+        c.execute("BEGIN IMMEDIATE")  # one process creates or migrates at a time
+        try:
+            for stmt in filter(str.strip, SCHEMA.split(";")):
+                c.execute(stmt)
             for table, column, kind in MIGRATIONS:
                 have = {r["name"] for r in c.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            # switching to WAL needs a moment alone with the file: a new ledger opened by
+            # several processes at once may see "database is locked" here
+            _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
