@@ -30,11 +30,20 @@ from enpire_rollout.ledger import Ledger
 
 
 class _Quiet:
-    def write(self, _s):
-        pass
+    """Node output to a log file in the run's data folder (kept with --keep)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "a")  # noqa: SIM115 - closed by close()
+
+    def write(self, s):
+        self.file.write(s)
 
     def flush(self):
-        pass
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
 
 
 def run_one(cells: int, agents: int, budget: float, confirm: int, time_scale: float,
@@ -46,8 +55,12 @@ def run_one(cells: int, agents: int, budget: float, confirm: int, time_scale: fl
         if s.name == "evolve_node":
             s.parameters.update(run_id=run_id, wall_budget=budget, confirm_episodes=confirm)
     t0 = time.monotonic()
-    with Launcher(specs, out=_Quiet()) as launcher:
-        status = watch_evolve(budget + 900, launcher.poll, quiet=True)
+    log = _Quiet(data / "logs" / f"{run_id}.log")
+    try:
+        with Launcher(specs, out=log) as launcher:
+            status = watch_evolve(budget + 900, launcher.poll, quiet=True)
+    finally:
+        log.close()
     m = run_metrics(Ledger(data / "ledger.sqlite"), run_id)
     m["elapsed"] = time.monotonic() - t0
     m["status"] = status.get("outcome", {})
@@ -62,12 +75,17 @@ def main() -> None:
     ap.add_argument("--confirm-episodes", type=int, default=200)
     ap.add_argument("--time-scale", type=float, default=5.0)
     ap.add_argument("--out", default="", help="also write the rows as JSON here")
+    ap.add_argument("--keep", default="", help="keep each fleet's data and node logs here")
     args = ap.parse_args()
     rows = []
     for n in args.cells:
-        with tempfile.TemporaryDirectory(prefix=f"enpire-scaling-{n}-") as d:
-            m = run_one(n, args.agents, args.budget, args.confirm_episodes, args.time_scale,
-                        Path(d))  # fmt: skip
+        if args.keep:
+            d = Path(args.keep) / f"cells-{n}"
+            m = run_one(n, args.agents, args.budget, args.confirm_episodes, args.time_scale, d)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"enpire-scaling-{n}-") as tmp:
+                m = run_one(n, args.agents, args.budget, args.confirm_episodes,
+                            args.time_scale, Path(tmp))  # fmt: skip
         rows.append({"cells": n, **{k: m[k] for k in (
             "goal_reached", "time_to_goal_s", "wall_seconds", "mru", "episodes",
             "episodes_per_hour", "experiments", "best_screening_rate", "reason")}})  # fmt: skip

@@ -22,6 +22,8 @@ setup(
             "env_node = enpire_env.env_node:main",
             "sim_cell_node = enpire_env.sim_cell_node:main",
             "safety_filter_node = enpire_env.safety_filter_node:main",
+            "viz_node = enpire_env.viz_node:main",
+            "so101_driver_node = enpire_env.so101_driver_node:main",
         ]
     },
 )

@@ -29,6 +29,13 @@ def _fleet_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir", default=None, help="datasets, MCAP, ledger, artifacts (default: config's)"
     )
+    p.add_argument("--hardware-plugin", default="mock_components/GenericSystem",
+                   help="ros2_control plugin of the arms (--hardware)")  # fmt: skip
+    p.add_argument("--serial-ports", default="", help="per robot, comma-separated (--hardware)")
+    p.add_argument("--camera-devices", default="", help="per robot, comma-separated (--hardware)")
+    p.add_argument("--rviz", action="store_true", help="markers per robot and rviz2")
+    p.add_argument("--hardware-driver", default="ros2_control", choices=("ros2_control", "python"),
+                   help="--hardware: ros2_control, or enpire's Python Feetech node")  # fmt: skip
 
 
 def _config(args) -> FleetConfig:
@@ -41,6 +48,11 @@ def _config(args) -> FleetConfig:
         params_file=args.config or default_params_file(),
         time_scale=args.time_scale,
         data_dir=args.data_dir,
+        hardware_plugin=args.hardware_plugin,
+        serial_ports=args.serial_ports,
+        camera_devices=args.camera_devices,
+        rviz=args.rviz,
+        hardware_driver=args.hardware_driver,
     )
 
 

@@ -16,6 +16,8 @@ import yaml
 
 ROBOT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 AGENT_BACKENDS = ("offline", "openai")
+MOCK_HARDWARE = "mock_components/GenericSystem"
+HARDWARE_DRIVERS = ("ros2_control", "python")
 
 
 @dataclass
@@ -27,6 +29,9 @@ class NodeSpec:
     name: str
     namespace: str = ""
     parameters: dict = field(default_factory=dict)
+    arguments: list[str] = field(default_factory=list)  # command-line arguments (spawners)
+    remappings: list[tuple[str, str]] = field(default_factory=list)
+    python: bool = True  # an enpire node `python -m` runs; False: a ROS package's executable
 
     @property
     def module(self) -> str:
@@ -83,6 +88,12 @@ class FleetConfig:
     params_file: Path = field(default_factory=default_params_file)
     time_scale: float | None = None  # overrides sim_cell's time_scale when set
     data_dir: str | None = None  # overrides rollout_node.data_dir and train_node.artifacts_dir
+    # hardware (sim=False): the ros2_control plugin, and one serial port / camera per robot
+    hardware_plugin: str = MOCK_HARDWARE
+    serial_ports: list[str] | str = ""  # "" = /dev/ttyACM<i>
+    camera_devices: list[str] | str = ""  # "" = /dev/video<2 i>
+    rviz: bool = False  # markers per robot, cells side by side in a world frame, and rviz2
+    hardware_driver: str = "ros2_control"  # or "python": enpire's Feetech node per arm
 
     def __post_init__(self) -> None:
         self.robots = parse_robots(self.robots)
@@ -97,6 +108,28 @@ class FleetConfig:
         self.params_file = Path(os.path.expanduser(str(self.params_file)))
         if not self.params_file.is_file():
             raise ValueError(f"params file not found: {self.params_file}")
+        n = len(self.robots)
+        self.serial_ports = _per_robot(self.serial_ports, n, "serial_ports",
+                                       [f"/dev/ttyACM{i}" for i in range(n)])  # fmt: skip
+        self.camera_devices = _per_robot(self.camera_devices, n, "camera_devices",
+                                         [f"/dev/video{2 * i}" for i in range(n)])  # fmt: skip
+        if self.hardware_driver not in HARDWARE_DRIVERS:
+            raise ValueError(f"hardware_driver must be one of {HARDWARE_DRIVERS}, "
+                             f"got {self.hardware_driver!r}")  # fmt: skip
+        if not self.hardware_plugin or "/" not in self.hardware_plugin:
+            raise ValueError(
+                f"hardware_plugin must be 'package/Class', got {self.hardware_plugin!r}"
+            )
+
+
+def _per_robot(value, n: int, name: str, default: list[str]) -> list[str]:
+    items = value if isinstance(value, list) else [v.strip() for v in str(value).split(",")]
+    items = [str(v) for v in items if str(v)]
+    if not items:
+        return default
+    if len(items) != n:
+        raise ValueError(f"{name}: {len(items)} given for {n} robot(s)")
+    return items
 
 
 def load_params(params_file: Path) -> dict[str, dict]:
@@ -124,6 +157,9 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
         for i, robot in enumerate(cfg.robots):
             extra = {} if cfg.time_scale is None else {"time_scale": float(cfg.time_scale)}
             nodes.append(node("enpire_env", "sim_cell_node", "sim_cell", robot, seed=i, **extra))
+    else:
+        for i, robot in enumerate(cfg.robots):
+            nodes += hardware_nodes(cfg, robot, i, params)
     for robot in cfg.robots:
         nodes.append(node("enpire_env", "safety_filter_node", "safety_filter", robot))
     nodes.append(node("enpire_env", "env_node", "env_node", robots=list(cfg.robots)))
@@ -141,7 +177,158 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
     if cfg.agents > 0:
         nodes.append(node("enpire_evolve", "evolve_node", "evolve_node", agents=int(cfg.agents),
                           backend=cfg.agent_backend, **data))  # fmt: skip
+    if cfg.rviz:
+        nodes += rviz_nodes(cfg, params)
     return nodes
+
+
+CELL_SPACING = 0.5  # m between cells in rviz's world frame
+
+
+def rviz_nodes(cfg: FleetConfig, params: dict) -> list[NodeSpec]:
+    """Per robot a viz node (markers in <robot>/base_link) and a static transform placing that
+    frame in ``world``; then rviz2 with a config showing every robot's markers and camera."""
+    out = []
+    for i, robot in enumerate(cfg.robots):
+        viz = copy.deepcopy(params.get("viz", {}))
+        viz["frame_id"] = f"{robot}/base_link"
+        out.append(NodeSpec("enpire_env", "viz_node", "viz", robot, viz))
+        out.append(NodeSpec(
+            "tf2_ros", "static_transform_publisher", "world_to_base", robot,
+            arguments=["--x", f"{i * CELL_SPACING:g}", "--frame-id", "world",
+                       "--child-frame-id", f"{robot}/base_link"], python=False))  # fmt: skip
+    out.append(NodeSpec("rviz2", "rviz2", "rviz2", arguments=["-d", str(rviz_file(cfg.robots))],
+                        python=False))  # fmt: skip
+    return out
+
+
+def rviz_config(robots: list[str]) -> dict:
+    """An rviz2 config showing each robot's markers and top-down camera in the world frame."""
+    displays = [{"Class": "rviz_default_plugins/Grid", "Name": "Grid", "Enabled": True,
+                 "Cell Size": 0.1, "Plane Cell Count": 40, "Reference Frame": "world"},
+                {"Class": "rviz_default_plugins/TF", "Name": "TF", "Enabled": False}]  # fmt: skip
+    for robot in robots:
+        markers = {
+            "Value": f"/{robot}/viz/markers",
+            "Depth": 5,
+            "Reliability Policy": "Reliable",
+            "Durability Policy": "Volatile",
+        }
+        camera = {
+            "Value": f"/{robot}/camera/image_raw",
+            "Depth": 1,
+            "Reliability Policy": "Best Effort",
+        }
+        displays.append(
+            {
+                "Class": "rviz_default_plugins/MarkerArray",
+                "Name": f"{robot} cell",
+                "Enabled": True,
+                "Topic": markers,
+            }
+        )
+        displays.append(
+            {
+                "Class": "rviz_default_plugins/Image",
+                "Name": f"{robot} camera",
+                "Enabled": True,
+                "Topic": camera,
+            }
+        )
+    return {"Panels": [{"Class": "rviz_common/Displays", "Name": "Displays"}],
+            "Visualization Manager": {
+                "Class": "", "Name": "root", "Enabled": True, "Displays": displays,
+                "Global Options": {"Fixed Frame": "world", "Frame Rate": 30},
+                "Views": {"Current": {"Class": "rviz_default_plugins/TopDownOrtho",
+                                      "Name": "Current View", "Scale": 400,
+                                      "X": CELL_SPACING * (len(robots) - 1) / 2, "Y": 0}}},
+            "Window Geometry": {"Width": 1400, "Height": 900}}  # fmt: skip
+
+
+def rviz_file(robots: list[str]) -> Path:
+    """rviz/enpire.rviz when it shows exactly these robots, else a generated file."""
+    shipped = bringup_share() / "rviz" / "enpire.rviz"
+    cfg = rviz_config(robots)
+    if shipped.is_file() and yaml.safe_load(shipped.read_text()) == cfg:
+        return shipped
+    import hashlib
+    import tempfile
+
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    name = f"enpire-{hashlib.sha1(text.encode()).hexdigest()[:10]}.rviz"
+    path = Path(tempfile.gettempdir()) / name
+    if not path.is_file():
+        path.write_text(text)
+    return path
+
+
+def bringup_share() -> Path:
+    """enpire_bringup's share folder (installed), else the source tree."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        p = Path(get_package_share_directory("enpire_bringup"))
+        if (p / "urdf").is_dir():
+            return p
+    except Exception:  # noqa: BLE001 - not installed: the source tree
+        pass
+    return Path(__file__).resolve().parent.parent
+
+
+def robot_description(hardware_plugin: str = MOCK_HARDWARE, serial_port: str = "/dev/ttyACM0"
+                      ) -> str:  # fmt: skip
+    """The SO-101 URDF with its ros2_control block for one arm."""
+    import xacro
+
+    doc = xacro.process_file(
+        str(bringup_share() / "urdf" / "so101.urdf.xacro"),
+        mappings={"hardware_plugin": hardware_plugin, "serial_port": serial_port},
+    )  # fmt: skip
+    return doc.toxml()
+
+
+def hardware_nodes(cfg: FleetConfig, robot: str, index: int, params: dict) -> list[NodeSpec]:
+    """One real SO-101 under ros2_control, in the robot's namespace: robot_state_publisher,
+    the controller manager, spawners for joint_state_broadcaster and arm_controller, and a
+    V4L2 camera publishing camera/image_raw — the topics a simulated cell serves."""
+    controllers = str(bringup_share() / "config" / "so101_controllers.yaml")
+    cm_params = yaml.safe_load(Path(controllers).read_text())["controller_manager"]
+    desc = robot_description(cfg.hardware_plugin, cfg.serial_ports[index])
+    spawn = ["--controller-manager", "controller_manager", "--param-file", controllers]
+    camera = copy.deepcopy(params.get("camera", {}))
+    camera["video_device"] = cfg.camera_devices[index]
+    camera_node = NodeSpec(
+        "v4l2_camera",
+        "v4l2_camera_node",
+        "camera",
+        robot,
+        camera,
+        python=False,
+        remappings=[("image_raw", "camera/image_raw"), ("camera_info", "camera/camera_info")],
+    )
+    if cfg.hardware_driver == "python":
+        driver = copy.deepcopy(params.get("so101_driver", {}))
+        driver["port"] = cfg.serial_ports[index]
+        return [
+            NodeSpec("robot_state_publisher", "robot_state_publisher", "robot_state_publisher",
+                     robot, {"robot_description": desc, "frame_prefix": f"{robot}/"},
+                     python=False),
+            NodeSpec("enpire_env", "so101_driver_node", "so101_driver", robot, driver),
+            camera_node,
+        ]  # fmt: skip
+    return [
+        NodeSpec("robot_state_publisher", "robot_state_publisher", "robot_state_publisher",
+                 robot, {"robot_description": desc, "frame_prefix": f"{robot}/"},
+                 python=False),
+        NodeSpec("controller_manager", "ros2_control_node", "controller_manager", robot,
+                 dict(cm_params["ros__parameters"]), python=False,
+                 remappings=[("~/robot_description", "robot_description")]),
+        NodeSpec("controller_manager", "spawner", "spawner_joint_state_broadcaster", robot,
+                 arguments=["joint_state_broadcaster", *spawn], python=False),
+        NodeSpec("controller_manager", "spawner", "spawner_arm_controller", robot,
+                 arguments=["arm_controller", *spawn], python=False),
+        camera_node,
+    ]  # fmt: skip
 
 
 class _NoAliasDumper(yaml.SafeDumper):

@@ -21,6 +21,25 @@ from enpire_bringup.fleet import NodeSpec, write_params_file
 from enpire_env.procutil import die_with_parent
 
 
+def executable_path(package: str, executable: str) -> str:
+    """``<prefix>/lib/<package>/<executable>`` of an installed ROS package (as ``ros2 run``)."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError:  # pragma: no cover - ament_index_python comes with every set-up
+        raise ValueError(f"cannot look up ROS package {package}") from None
+    try:
+        path = Path(get_package_prefix(package)) / "lib" / package / executable
+    except PackageNotFoundError:
+        raise ValueError(
+            f"ROS package '{package}' is not installed: hardware mode needs a ROS 2 install "
+            "with ros2_control, robot_state_publisher and v4l2_camera (README: 'Run on real "
+            "SO-101 arms')"
+        ) from None
+    if not os.access(path, os.X_OK):
+        raise ValueError(f"{package} has no executable {executable} ({path})")
+    return str(path)
+
+
 class Launcher:
     def __init__(
         self,
@@ -43,9 +62,15 @@ class Launcher:
         self.failed: tuple[str, int] | None = None
 
     def command(self, spec: NodeSpec, params_file: Path) -> list[str]:
-        args = [self.python, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
+        if spec.python:
+            args = [self.python, "-m", spec.module]
+        else:
+            args = [executable_path(spec.package, spec.executable), *spec.arguments]
+        args += ["--ros-args", "-r", f"__node:={spec.name}"]
         if spec.namespace:
             args += ["-r", f"__ns:=/{spec.namespace.strip('/')}"]
+        for src, dst in spec.remappings:
+            args += ["-r", f"{src}:={dst}"]
         if spec.parameters:
             args += ["--params-file", str(params_file)]
         return args
@@ -58,10 +83,11 @@ class Launcher:
     def start(self) -> None:
         params_file = write_params_file(self.specs, Path(self._tmp.name) / "params.yaml")
         width = max((len(s.fqn) for s in self.specs), default=0)
-        for spec in self.specs:
+        commands = [self.command(spec, params_file) for spec in self.specs]  # all or none
+        for spec, cmd in zip(self.specs, commands, strict=True):
             label = spec.fqn.lstrip("/").ljust(width - 1)
             proc = subprocess.Popen(
-                self.command(spec, params_file),
+                cmd,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,

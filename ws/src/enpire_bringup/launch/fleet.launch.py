@@ -26,6 +26,11 @@ def _nodes(context):
         params_file=LaunchConfiguration("params_file").perform(context),
         time_scale=float(LaunchConfiguration("time_scale").perform(context)) or None,
         data_dir=LaunchConfiguration("data_dir").perform(context) or None,
+        hardware_plugin=LaunchConfiguration("hardware_plugin").perform(context),
+        serial_ports=LaunchConfiguration("serial_ports").perform(context),
+        camera_devices=LaunchConfiguration("camera_devices").perform(context),
+        rviz=_truthy(LaunchConfiguration("rviz").perform(context)),
+        hardware_driver=LaunchConfiguration("hardware_driver").perform(context),
     )
     use_sim_time = _truthy(LaunchConfiguration("use_sim_time").perform(context))
     actions = []
@@ -35,6 +40,8 @@ def _nodes(context):
             executable=spec.executable,
             name=spec.name,
             parameters=[{**spec.parameters, "use_sim_time": use_sim_time}],
+            arguments=list(spec.arguments),
+            remappings=list(spec.remappings),
             output="screen",
         )
         if spec.namespace:
@@ -79,6 +86,33 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument(
                 "use_sim_time", default_value="false", description="Use /clock as time source."
+            ),
+            DeclareLaunchArgument(
+                "rviz",
+                default_value="false",
+                description="Markers per robot, the cells side by side in 'world', and rviz2.",
+            ),
+            DeclareLaunchArgument(
+                "hardware_plugin",
+                default_value="mock_components/GenericSystem",
+                description="ros2_control hardware plugin of the arms (sim:=false); the mock "
+                "echoes commands for a dry run, or name your Feetech/SO-101 driver's plugin.",
+            ),
+            DeclareLaunchArgument(
+                "hardware_driver",
+                default_value="ros2_control",
+                description="sim:=false: 'ros2_control' (controller manager + hardware_plugin) "
+                "or 'python' (enpire's Feetech bus node, same topics).",
+            ),
+            DeclareLaunchArgument(
+                "serial_ports",
+                default_value="",
+                description="Comma-separated serial port per robot ('': /dev/ttyACM<i>).",
+            ),
+            DeclareLaunchArgument(
+                "camera_devices",
+                default_value="",
+                description="Comma-separated V4L2 device per robot ('': /dev/video<2i>).",
             ),
             OpaqueFunction(function=_nodes),
         ]

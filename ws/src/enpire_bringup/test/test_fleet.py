@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -89,3 +91,68 @@ def test_plan_per_robot_nodes_in_namespaces():
     assert data[-2].parameters["artifacts_dir"] == "/tmp/x/artifacts"
     hw = [s.fqn for s in plan_nodes(FleetConfig(robots="2", sim=False))]
     assert "/robot_0/sim_cell" not in hw and "/robot_0/safety_filter" in hw
+
+
+def test_agents_add_the_evolve_node_with_its_config(tmp_path):
+    assert not [s for s in plan_nodes(FleetConfig(robots=2)) if s.name == "evolve_node"]
+    specs = plan_nodes(FleetConfig(robots=2, agents=3, agent_backend="openai",
+                                   data_dir=str(tmp_path)))  # fmt: skip
+    (evolve,) = [s for s in specs if s.name == "evolve_node"]
+    assert evolve.package == "enpire_evolve" and evolve.executable == "evolve_node"
+    assert evolve.parameters["agents"] == 3 and evolve.parameters["backend"] == "openai"
+    assert evolve.parameters["data_dir"] == str(tmp_path)  # the rollout node's ledger
+    (rollout,) = [s for s in specs if s.name == "rollout_node"]
+    assert rollout.parameters["data_dir"] == evolve.parameters["data_dir"]
+    assert evolve.parameters["llm"]["api_key_env"] == "OPENAI_API_KEY"
+    # every declared parameter of the node has a value in the params file
+    from enpire_evolve.evolution import EvolveConfig
+
+    for name in EvolveConfig.__dataclass_fields__:
+        if name not in ("run_id", "llm", "agents", "backend"):
+            assert name in evolve.parameters, name
+    # the params file the launcher writes round-trips, nested llm block included
+    out = write_params_file(specs, tmp_path / "p.yaml")
+    data = yaml.safe_load(out.read_text())
+    assert data["/evolve_node"]["ros__parameters"]["llm"]["model"]
+
+
+def test_hardware_mode_runs_ros2_control_per_robot():
+    cfg = FleetConfig(robots="arm_a,arm_b", sim=False,
+                      hardware_plugin="feetech_ros2_driver/FeetechHardwareInterface",
+                      serial_ports="/dev/ttyUSB0,/dev/ttyUSB1")  # fmt: skip
+    specs = plan_nodes(cfg)
+    assert not [s for s in specs if s.name == "sim_cell"]
+    for robot, port in (("arm_a", "/dev/ttyUSB0"), ("arm_b", "/dev/ttyUSB1")):
+        mine = {s.name: s for s in specs if s.namespace == robot}
+        assert set(mine) == {"robot_state_publisher", "controller_manager", "camera",
+                             "spawner_joint_state_broadcaster", "spawner_arm_controller",
+                             "safety_filter"}  # fmt: skip
+        desc = mine["robot_state_publisher"].parameters["robot_description"]
+        assert "feetech_ros2_driver/FeetechHardwareInterface" in desc and port in desc
+        assert mine["spawner_arm_controller"].arguments[0] == "arm_controller"
+        assert ("image_raw", "camera/image_raw") in mine["camera"].remappings
+        assert not mine["controller_manager"].python and mine["safety_filter"].python
+    with pytest.raises(ValueError, match="serial_ports"):
+        FleetConfig(robots=2, sim=False, serial_ports="/dev/ttyUSB0")
+    with pytest.raises(ValueError, match="hardware_plugin"):
+        FleetConfig(robots=1, hardware_plugin="nonsense")
+
+
+def test_rviz_shows_every_robot_side_by_side():
+    from enpire_bringup.fleet import bringup_share, rviz_config, rviz_file
+
+    specs = plan_nodes(FleetConfig(robots=3, rviz=True))
+    viz = [s for s in specs if s.name == "viz"]
+    assert [s.parameters["frame_id"] for s in viz] == [f"robot_{i}/base_link" for i in range(3)]
+    tfs = [s for s in specs if s.name == "world_to_base"]
+    assert [s.arguments[1] for s in tfs] == ["0", "0.5", "1"]
+    (rviz,) = [s for s in specs if s.name == "rviz2"]
+    cfg = yaml.safe_load(Path(rviz.arguments[1]).read_text())
+    topics = [d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"]
+              if "Topic" in d]  # fmt: skip
+    assert "/robot_2/viz/markers" in topics and "/robot_0/camera/image_raw" in topics
+    # the shipped rviz/enpire.rviz is the generated config of the default 4-robot fleet
+    four = [f"robot_{i}" for i in range(4)]
+    shipped = bringup_share() / "rviz" / "enpire.rviz"
+    assert yaml.safe_load(shipped.read_text()) == rviz_config(four)
+    assert rviz_file(four) == shipped

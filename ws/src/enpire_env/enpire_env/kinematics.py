@@ -83,9 +83,11 @@ class So101Kinematics:
     def __init__(self, urdf: str | None = None):
         import ikpy.chain
 
-        self.urdf = urdf or default_urdf()
-        root = ET.fromstring(self.urdf)
-        joints = {j.get("name"): j for j in root.iter("joint")}
+        root = ET.fromstring(urdf or default_urdf())
+        for r2c in root.findall("ros2_control"):  # hardware interfaces: not kinematics
+            root.remove(r2c)
+        self.urdf = ET.tostring(root, encoding="unicode")
+        joints = {j.get("name"): j for j in root.findall("joint")}
         self.limits: dict[str, JointLimit] = {}
         for name in JOINT_NAMES:
             lim = joints[name].find("limit")

@@ -221,8 +221,7 @@ class LlmAgent(Agent):
         if name == "write_file":
             tree.write(a["path"], a["content"])
             return f"wrote {a['path']} ({len(a['content'])} chars)"
-        if name == "apply_patch":
-            tree.resolve(".")
+        if name == "apply_patch":  # git apply refuses paths outside the tree and into .git
             r = subprocess.run(
                 ["git", "apply", "--whitespace=nowarn", "-"],
                 cwd=tree.path,
