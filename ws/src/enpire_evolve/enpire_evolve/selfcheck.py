@@ -11,22 +11,13 @@ touch the shared repository, the ledger or another agent's tree by mistake.
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-
-def _limits(cpu_seconds: int, memory_mb: int):
-    def apply() -> None:
-        os.setsid()
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-        b = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (b, b))
-
-    return apply
+from enpire_policy.sandbox import _limits  # the policy sandbox's own limits
 
 
 def run_selfcheck(tree: str | Path, timeout: float = 120.0, memory_mb: int = 4096
