@@ -14,6 +14,8 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
 from enpire_env.kinematics import So101Kinematics
+from enpire_env.moveit_backend import make_line_planner
+from enpire_env.moveit_config import MoveItConfigError
 from enpire_env.node_utils import declare, run_node
 from enpire_env.reset_core import (
     ResetError,
@@ -23,7 +25,7 @@ from enpire_env.reset_core import (
     RobotLocks,
     validate,
 )
-from enpire_env.reset_routine import PickPlaceConfig, PickPlaceReset
+from enpire_env.reset_routine import PickPlaceConfig, PickPlaceReset, PlanningError
 from enpire_env.ros_cell_port import CellUnavailableError, RosCellPort
 from enpire_env.sim_cell import CellConfig
 from enpire_msgs.action import Reset
@@ -51,11 +53,35 @@ class EnvNode(Node):
             ),
             workspace_size=declare(self, "workspace_size", 0.18, "Workspace side [m]."),
         )
+        backend = declare(
+            self,
+            "reset_backend",
+            "auto",
+            "Motion planning of resets: ik (closed-form IK on the URDF), moveit (MoveIt through "
+            "moveit_py, config/moveit of enpire_bringup) or auto (moveit when installed).",
+        )
+        plan_request = declare(
+            self,
+            "moveit_plan_request",
+            "pilz_lin",
+            "MoveIt backend: the plan request parameter set of moveit_py.yaml to plan with.",
+        )
+        moveit_dir = declare(
+            self, "moveit_config_dir", "", "MoveIt backend: config folder (empty: bringup's)."
+        )
         self._locks = RobotLocks()
         group = ReentrantCallbackGroup()
-        self._routine = PickPlaceReset(
-            So101Kinematics(urdf or None), cell_cfg, PickPlaceConfig(speed_scale=speed_scale)
-        )
+        kin = So101Kinematics(urdf or None)
+        pp_cfg = PickPlaceConfig(speed_scale=speed_scale)
+        try:
+            planner = make_line_planner(
+                backend, kin, pp_cfg.cartesian_step, pp_cfg.max_tilt, plan_request,
+                moveit_dir or None,
+            )  # fmt: skip
+        except (PlanningError, MoveItConfigError, ValueError) as e:
+            self.get_logger().fatal(f"cannot set up the reset backend: {e}")
+            raise SystemExit(f"env_node: {e}") from None
+        self._routine = PickPlaceReset(kin, cell_cfg, pp_cfg, planner)
         self._ports = {
             r: RosCellPort(self, r, group, goal_tolerance, cell_timeout)
             for r in self.get_parameter("robots").value
@@ -70,7 +96,8 @@ class EnvNode(Node):
             callback_group=group,
         )
         self.get_logger().info(
-            f"reset server ready for robots {list(self.get_parameter('robots').value)}"
+            f"reset server ready for robots {list(self.get_parameter('robots').value)} "
+            f"(reset backend: {planner.name})"
         )
 
     def _on_goal(self, goal: Reset.Goal) -> GoalResponse:
@@ -85,6 +112,7 @@ class EnvNode(Node):
         t0 = time.monotonic()
         goal: Reset.Goal = goal_handle.request
         result = Reset.Result()
+        result.planner = self._routine.planner.name
         req = ResetRequest(
             robot_id=goal.robot_id,
             task=goal.task,

@@ -31,6 +31,7 @@ class ResetErrorCode(enum.IntEnum):
     VERIFICATION_FAILED = 107
     TIMEOUT = 108
     CANCELED = 109
+    PLANNING_FAILED = 110
 
 
 class ResetError(Exception):

@@ -105,6 +105,51 @@ class PickPlaceConfig:
             raise ValueError("tolerances must be positive")
 
 
+class PlanningError(Exception):
+    """A motion planner found no path."""
+
+
+class LinePlanner(abc.ABC):
+    """Plans the reset's moves: straight tool-tip lines at a fixed jaw roll and gripper value.
+
+    ``ik`` (:class:`IkLinePlanner`) samples the line with the closed-form IK; ``moveit``
+    (:mod:`enpire_env.moveit_backend`) asks MoveIt's planners. Either way the result is a list of
+    joint waypoints the routine times and sends through the cell's joint-command interface.
+    """
+
+    name = "planner"
+
+    @abc.abstractmethod
+    def line(self, q_from: np.ndarray, xyz_to, roll: float, gripper: float) -> list[np.ndarray]:
+        """Waypoints (6 joints each, not including ``q_from``) from ``q_from`` to the tip at
+        ``xyz_to`` with wrist roll ``roll`` and the gripper at ``gripper``; raises
+        UnreachableError or PlanningError."""
+
+
+class IkLinePlanner(LinePlanner):
+    """IK samples every ``step`` metres along the straight tip path (the default backend)."""
+
+    name = "ik"
+
+    def __init__(self, kin: So101Kinematics, step: float = 0.01, max_tilt: float = 0.7):
+        self.kin, self.step, self.max_tilt = kin, step, max_tilt
+
+    def line(self, q_from, xyz_to, roll, gripper):
+        start = self.kin.tip_position(q_from)
+        end = np.asarray(xyz_to, dtype=float)
+        n = max(1, int(np.ceil(np.linalg.norm(end - start) / self.step)))
+        out, seed = [], np.asarray(q_from, dtype=float).copy()
+        r0 = seed[4]
+        for i in range(1, n + 1):
+            a = i / n
+            q = self.kin.ik(start + a * (end - start), seed=seed, max_tilt=self.max_tilt)
+            q[4] = r0 + a * (roll - r0)
+            q[GRIPPER_INDEX] = gripper
+            out.append(q)
+            seed = q
+        return out
+
+
 class AttemptFailedError(Exception):
     def __init__(self, code: ResetErrorCode, msg: str):
         super().__init__(msg)
@@ -123,10 +168,12 @@ class PickPlaceReset:
         kin: So101Kinematics,
         cell_cfg: CellConfig | None = None,
         cfg: PickPlaceConfig | None = None,
+        planner: LinePlanner | None = None,
     ):
         self.kin = kin
         self.cell_cfg = cell_cfg or CellConfig()
         self.cfg = cfg or PickPlaceConfig()
+        self.planner = planner or IkLinePlanner(kin, self.cfg.cartesian_step, self.cfg.max_tilt)
 
     # --- public -------------------------------------------------------------------------
     def run(
@@ -242,20 +289,13 @@ class PickPlaceReset:
         return None
 
     def _line(self, q_from: np.ndarray, xyz_to, roll: float, gripper: float) -> list:
-        """IK samples along a straight tip path from the pose of q_from to xyz_to."""
-        start = self.kin.tip_position(q_from)
-        end = np.asarray(xyz_to, dtype=float)
-        n = max(1, int(np.ceil(np.linalg.norm(end - start) / self.cfg.cartesian_step)))
-        out, seed = [], q_from.copy()
-        r0 = q_from[4]
-        for i in range(1, n + 1):
-            a = i / n
-            q = self.kin.ik(start + a * (end - start), seed=seed, max_tilt=self.cfg.max_tilt)
-            q[4] = r0 + a * (roll - r0)
-            q[GRIPPER_INDEX] = gripper
-            out.append(q)
-            seed = q
-        return out
+        """Joint waypoints moving the tip in a straight line to ``xyz_to`` (see LinePlanner)."""
+        try:
+            return self.planner.line(q_from, xyz_to, roll, gripper)
+        except (UnreachableError, PlanningError) as e:
+            raise AttemptFailedError(
+                ResetErrorCode.PLANNING_FAILED, f"{self.planner.name} planner: {e}"
+            ) from None
 
     def _timed(self, q_now: np.ndarray, qs: list[np.ndarray]) -> list[tuple[float, np.ndarray]]:
         vmax = self.kin.max_velocity() * self.cfg.speed_scale

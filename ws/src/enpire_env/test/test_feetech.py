@@ -131,7 +131,7 @@ def test_driver_node_serves_the_controller_topics_over_a_fake_bus(ros_domain, ro
                                                         "-p", f"port:={bus.port}"])  # fmt: skip
     probe = TopicProbe(ros_context)
     try:
-        assert node.wait_for_output("ready"), node.output
+        assert node.wait_for_output("ready", timeout=60), node.output
         probe.watch("/arm_a/joint_states", JointState, qos=1)
         probe.watch("/arm_a/driver/status", String, qos=1)
         js = probe.wait_for("/arm_a/joint_states")
