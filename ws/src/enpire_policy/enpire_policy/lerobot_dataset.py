@@ -230,7 +230,23 @@ class LeRobotDatasetWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        t = pa.table({"task_index": list(range(len(tasks))), "task": tasks})
+        # LeRobot keeps tasks as a pandas DataFrame indexed by the task string (the index is
+        # what it reads back as an item's "task"): store it as pandas would, without pandas
+        pandas_meta = {
+            "index_columns": ["__index_level_0__"],
+            "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode",
+                                "numpy_type": "object", "metadata": {"encoding": "UTF-8"}}],
+            "columns": [
+                {"name": "task_index", "field_name": "task_index", "pandas_type": "int64",
+                 "numpy_type": "int64", "metadata": None},
+                {"name": None, "field_name": "__index_level_0__", "pandas_type": "unicode",
+                 "numpy_type": "object", "metadata": None},
+            ],
+            "creator": {"library": "pyarrow", "version": pa.__version__},
+        }  # fmt: skip
+        t = pa.table(
+            {"task_index": pa.array(range(len(tasks)), pa.int64()), "__index_level_0__": tasks}
+        ).replace_schema_metadata({"pandas": json.dumps(pandas_meta)})
         _atomic(self.root / "meta/tasks.parquet", lambda p: pq.write_table(t, p))
 
     def _write_stats(self) -> None:

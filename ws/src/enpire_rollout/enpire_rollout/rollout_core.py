@@ -25,6 +25,7 @@ class RolloutErrorCode(IntEnum):  # mirrors enpire_msgs/action/Rollout result co
     NO_ROBOTS = 207
     POLICY_ERROR = 208
     CANCELED = 209
+    RESET_FAILED = 210
 
 
 class RolloutError(Exception):

@@ -110,7 +110,23 @@ class RolloutNode(Node):
             req = RolloutRequest(ref, "pusht", 1, [], 0, 0.0, 0, "background")
             self._bg_run = _GoalRun("__background__", req, list(self.fleet))
             background = GoalSpec("__background__", "background", 1, seed=1_000_000)
-        self.sched = FleetScheduler(self.fleet, background=background)
+        self.sched = FleetScheduler(
+            self.fleet,
+            background=background,
+            max_reset_failures=declare(
+                self, "max_reset_failures", 3,
+                "Failed resets in a row after which a robot cools down out of the rotation.",
+            ),
+            cooldown=declare(
+                self, "reset_cooldown", 10.0,
+                "First cool-down [wall s] of a robot whose resets keep failing (doubles).",
+            ),
+            max_cooldown=declare(self, "max_reset_cooldown", 300.0, "Longest cool-down [s]."),
+            max_seed_retries=declare(
+                self, "max_seed_retries", 3,
+                "Retries of a seed whose reset failed before the seed is given up (skipped).",
+            ),
+        )  # fmt: skip
         self._episode_stops: dict[str, tuple[str, threading.Event]] = {}
         self.group = ReentrantCallbackGroup()
         kin, cell_cfg = So101Kinematics(), CellConfig()
@@ -224,6 +240,7 @@ class RolloutNode(Node):
                 r for r in run.records if r.outcome in ("success", "failure", "policy_error")
             ]
         n, k = len(counted), sum(r.success for r in counted)
+        skipped = st["skipped"]
         result.num_episodes, result.num_successes = n, k
         result.success_rate = k / n if n else 0.0
         result.ci_low, result.ci_high = wilson_interval(k, n)
@@ -237,12 +254,19 @@ class RolloutNode(Node):
         ):
             code = RolloutErrorCode.POLICY_ERROR
             msg = f"every episode ended in a policy error; first: {counted[0].error}"
+        if skipped:
+            why = f"{len(skipped)} seed(s) skipped, their reset kept failing: {skipped[:10]}"
+            if code == RolloutErrorCode.NONE and not n:
+                code, msg = RolloutErrorCode.RESET_FAILED, why
+            elif code == RolloutErrorCode.NONE:
+                msg = why  # the goal succeeds on the episodes that ran; say what is missing
         summary = {
             "num_episodes": n,
             "successes": k,
             "success_rate": result.success_rate,
             "error_code": int(code),
             "error_msg": msg,
+            "skipped_seeds": skipped,
         }
         self.ledger.finish_goal(goal_id, "succeeded" if code == 0 else "aborted", summary)
         if code == RolloutErrorCode.CANCELED and gh.is_cancel_requested:
@@ -252,6 +276,7 @@ class RolloutNode(Node):
             return result
         if code != RolloutErrorCode.NONE:
             return self._abort(gh, result, code, msg, t0)
+        result.error_msg = msg
         result.wall_seconds = time.monotonic() - t0
         gh.succeed()
         return result
@@ -312,6 +337,11 @@ class RolloutNode(Node):
                     run.records.append(rec)
             self._episode_stops.pop(a.episode_id, None)
             self.sched.episode_finished(a, outcome)
+            if outcome == "retry" and self.sched.robots().get(a.robot_id) == "cooldown":
+                self.get_logger().warning(
+                    f"{a.robot_id}: resets keep failing ({rec.error}); out of the rotation for "
+                    f"{self.sched.cooldown_left(a.robot_id):.0f} s"
+                )
 
     def _episode(
         self, a: Assignment, run: _GoalRun, rec: EpisodeRecord, stop: threading.Event
@@ -536,6 +566,8 @@ class RolloutNode(Node):
             a = self._current.get(r)
             if states[r] == "down":
                 st = RobotStatus.STATE_OFFLINE
+            elif states[r] == "cooldown":
+                st = RobotStatus.STATE_FAULT
             elif self._phase[r] == "resetting":
                 st = RobotStatus.STATE_RESETTING
             elif self._phase[r] == "running":

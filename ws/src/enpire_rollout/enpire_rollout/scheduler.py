@@ -4,8 +4,12 @@ Whenever a robot is free and any goal has episodes left, the robot gets one (rob
 for agents while work is queued). Which goal: fair share first (the agent with the fewest
 episodes running now), then the goal closest to finishing, then the oldest. An episode that is
 interrupted (its cell died) goes back to the queue with the same seed, for another robot; the
-robot leaves the rotation until it is reported up again. With nothing queued, robots may run
-background episodes (e.g. data collection with the best policy) that any goal preempts.
+robot leaves the rotation until it is reported up again. A failed reset also retries the seed;
+a robot whose resets fail ``max_reset_failures`` times in a row cools down out of the rotation
+(for ``cooldown`` s, doubling each time, at most ``max_cooldown``), and a seed whose reset failed
+``max_seed_retries`` times is given up (reported as skipped), so a cell that cannot reset, or a
+start state no robot can set up, cannot loop. With nothing queued, robots may run background
+episodes (e.g. data collection with the best policy) that any goal preempts.
 """
 
 from __future__ import annotations
@@ -46,18 +50,40 @@ class _Goal:
     done: int = 0
     failed_robots: set[str] = field(default_factory=set)
     canceled: bool = False
+    retries: dict[int, int] = field(default_factory=dict)  # seed -> failed resets
+    failed_on: dict[int, set[str]] = field(default_factory=dict)  # seed -> robots it failed on
+    skipped: list[int] = field(default_factory=list)  # seeds given up
 
     @property
     def finished(self) -> bool:
-        return (self.done >= self.spec.episodes or self.canceled) and not self.running
+        settled = self.done + len(self.skipped) >= self.spec.episodes
+        return (settled or self.canceled) and not self.running
 
 
 class FleetScheduler:
-    def __init__(self, robots: list[str], background: GoalSpec | None = None):
+    def __init__(
+        self,
+        robots: list[str],
+        background: GoalSpec | None = None,
+        max_reset_failures: int = 3,
+        cooldown: float = 10.0,
+        max_cooldown: float = 300.0,
+        max_seed_retries: int = 3,
+        clock=time.monotonic,
+    ):
         if not robots:
             raise ValueError("a fleet needs at least one robot")
+        if max_reset_failures < 1 or max_seed_retries < 0 or cooldown < 0:
+            raise ValueError("max_reset_failures >= 1, max_seed_retries >= 0, cooldown >= 0")
         self._lock = threading.Lock()
-        self._robots: dict[str, str] = dict.fromkeys(robots, "free")  # free | busy | down
+        # free | busy | down (cell lost) | cooldown (resets keep failing)
+        self._robots: dict[str, str] = dict.fromkeys(robots, "free")
+        self._streak: dict[str, int] = dict.fromkeys(robots, 0)  # reset failures in a row
+        self._cooldowns: dict[str, int] = dict.fromkeys(robots, 0)
+        self._cool_until: dict[str, float] = {}
+        self.max_reset_failures, self.max_seed_retries = max_reset_failures, max_seed_retries
+        self.cooldown, self.max_cooldown = cooldown, max_cooldown
+        self._clock = clock
         self._goals: dict[str, _Goal] = {}
         self._background = background
         self._bg_seed = itertools.count(background.seed if background else 0)
@@ -99,6 +125,7 @@ class FleetScheduler:
                 "pending": len(g.pending),
                 "finished": g.finished,
                 "canceled": g.canceled,
+                "skipped": list(g.skipped),
             }
 
     def forget(self, goal_id: str) -> None:
@@ -108,7 +135,20 @@ class FleetScheduler:
     # --- robots -------------------------------------------------------------------------
     def robots(self) -> dict[str, str]:
         with self._lock:
+            self._end_cooldowns()
             return dict(self._robots)
+
+    def cooldown_left(self, robot_id: str) -> float:
+        with self._lock:
+            return max(0.0, self._cool_until.get(robot_id, 0.0) - self._clock())
+
+    def _end_cooldowns(self) -> None:
+        now = self._clock()
+        for robot, until in list(self._cool_until.items()):
+            if now >= until:
+                del self._cool_until[robot]
+                if self._robots.get(robot) == "cooldown":
+                    self._robots[robot] = "free"
 
     def robot_down(self, robot_id: str) -> None:
         with self._lock:
@@ -125,6 +165,7 @@ class FleetScheduler:
         """Give every free robot an episode, if any is queued (or background work)."""
         out = []
         with self._lock:
+            self._end_cooldowns()
             for robot, state in self._robots.items():
                 if state != "free":
                     continue
@@ -154,14 +195,17 @@ class FleetScheduler:
                 continue
             if s.max_parallel and len(g.running) >= s.max_parallel:
                 continue
+            seed_i = self._seed_for(g, robot)
+            if seed_i is None:
+                continue
             remaining = s.episodes - g.done
             # prefer a robot that has not failed this goal's episode before
             retry_penalty = int(robot in g.failed_robots)
             key = (share.get(s.agent_id, 0), retry_penalty, remaining, g.created)
-            candidates.append((key, g))
+            candidates.append((key, g, seed_i))
         if candidates:
-            g = min(candidates, key=lambda c: c[0])[1]
-            return self._start(g, robot, g.pending.pop(0))
+            _, g, seed_i = min(candidates, key=lambda c: c[0])
+            return self._start(g, robot, g.pending.pop(seed_i))
         if self._background is None:
             return None
         bg = self._goals.get("__background__")
@@ -170,6 +214,19 @@ class FleetScheduler:
                             background=True)  # fmt: skip
             bg = self._goals["__background__"] = _Goal(spec, time.monotonic())
         return self._start(bg, robot, next(self._bg_seed))
+
+    def _seed_for(self, g: _Goal, robot: str) -> int | None:
+        """Index of the pending seed ``robot`` should run: one that has not failed on it, or
+        (when every robot the goal may use has failed it) the first one; None: leave the goal's
+        seeds to other robots."""
+        for i, seed in enumerate(g.pending):
+            if robot not in g.failed_on.get(seed, ()):
+                return i
+        usable = set(g.spec.robots or self._robots)
+        for i, seed in enumerate(g.pending):
+            if usable <= g.failed_on.get(seed, set()):
+                return i
+        return None
 
     def _start(self, g: _Goal, robot: str, seed: int) -> Assignment:
         eid = f"{g.spec.goal_id}-{next(self._ids):06d}"
@@ -180,7 +237,8 @@ class FleetScheduler:
     def episode_finished(self, a: Assignment, outcome: str) -> None:
         """``outcome``: "done" (success or failure of the policy: counts toward the goal),
         "interrupted" (the cell failed: the seed is retried, the robot leaves the rotation),
-        "retry" (e.g. the reset failed: the seed is retried, the robot stays in rotation),
+        "retry" (the reset failed: the seed is retried up to ``max_seed_retries`` times, the
+        robot stays in rotation unless its resets keep failing),
         "preempted" / "canceled" (not counted, not retried)."""
         with self._lock:
             g = self._goals.get(a.goal_id)
@@ -190,12 +248,31 @@ class FleetScheduler:
                     g.done += 1
                 elif outcome in ("interrupted", "retry") and not g.canceled:
                     if not g.spec.background:
-                        g.pending.insert(0, a.seed)
+                        n = g.retries[a.seed] = g.retries.get(a.seed, 0) + (outcome == "retry")
+                        if outcome == "retry":
+                            g.failed_on.setdefault(a.seed, set()).add(a.robot_id)
+                        if n > self.max_seed_retries:
+                            g.skipped.append(a.seed)
+                        else:
+                            g.pending.insert(0, a.seed)
                         g.failed_robots.add(a.robot_id)
+            robot = a.robot_id
+            if outcome == "retry":
+                self._streak[robot] = self._streak.get(robot, 0) + 1
+            elif outcome == "done":
+                self._streak[robot] = 0
+                self._cooldowns[robot] = 0
             if outcome == "interrupted":
-                self._robots[a.robot_id] = "down"
-            elif self._robots.get(a.robot_id) == "busy":
-                self._robots[a.robot_id] = "free"
+                self._robots[robot] = "down"
+            elif self._robots.get(robot) == "busy":
+                if self._streak.get(robot, 0) >= self.max_reset_failures:
+                    k = self._cooldowns[robot] = self._cooldowns.get(robot, 0) + 1
+                    wait = min(self.cooldown * 2 ** (k - 1), self.max_cooldown)
+                    self._cool_until[robot] = self._clock() + wait
+                    self._streak[robot] = 0
+                    self._robots[robot] = "cooldown"
+                else:
+                    self._robots[robot] = "free"
 
     def has_queued_goals(self) -> bool:
         with self._lock:

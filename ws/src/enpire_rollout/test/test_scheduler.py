@@ -84,3 +84,71 @@ def test_robot_set_restricts_assignment():
     s.add_goal(GoalSpec("g", "a", episodes=5, robots=frozenset({"r2"})))
     (a,) = s.next_assignments()
     assert a.robot_id == "r2"
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_a_robot_whose_resets_keep_failing_cools_down_with_backoff():
+    clock = _Clock()
+    s = FleetScheduler(["r0", "r1"], max_reset_failures=2, cooldown=10, max_cooldown=15,
+                       max_seed_retries=100, clock=clock)  # fmt: skip
+    s.add_goal(GoalSpec("g", "a", episodes=50))
+
+    def fail_on_r0(times, first=None):
+        for _ in range(times):
+            (a,) = [first] if first else s.next_assignments()
+            first = None
+            assert a.robot_id == "r0", s.robots()
+            s.episode_finished(a, "retry")
+
+    a0, keep_r1 = sorted(s.next_assignments(), key=lambda a: a.robot_id)  # r1 stays busy
+    fail_on_r0(1, a0)
+    assert s.robots()["r0"] == "free"
+    fail_on_r0(1)
+    assert s.robots()["r0"] == "cooldown" and s.cooldown_left("r0") == pytest.approx(10)
+    assert s.next_assignments() == []  # nothing for a cooling robot
+    clock.t = 10.0
+    assert s.robots()["r0"] == "free"
+    fail_on_r0(2)
+    assert s.cooldown_left("r0") == pytest.approx(15)  # doubled, capped at max_cooldown
+    clock.t = 25.0
+    (a,) = s.next_assignments()
+    s.episode_finished(a, "done")  # a good episode resets the streak and the backoff
+    fail_on_r0(2)
+    assert s.cooldown_left("r0") == pytest.approx(10)
+    s.episode_finished(keep_r1, "done")
+
+
+def test_a_seed_no_robot_can_reset_is_given_up():
+    s = FleetScheduler(["r0", "r1"], max_reset_failures=100, max_seed_retries=2)
+    s.add_goal(GoalSpec("g", "a", episodes=2, seed=40))
+    tries = {40: 0, 41: 0}
+    while not s.goal_status("g")["finished"]:
+        for a in s.next_assignments():
+            tries[a.seed] += 1
+            s.episode_finished(a, "retry" if a.seed == 40 else "done")
+    st = s.goal_status("g")
+    assert tries == {40: 3, 41: 1}  # the first try and two retries
+    assert st["done"] == 1 and st["skipped"] == [40]
+
+
+def test_a_robot_that_failed_a_seed_leaves_it_to_the_others():
+    s = FleetScheduler(["r0", "r1"], max_reset_failures=100, max_seed_retries=1)
+    s.add_goal(GoalSpec("g", "a", episodes=3, seed=10))
+    a0, a1 = sorted(s.next_assignments(), key=lambda a: a.robot_id)
+    s.episode_finished(a1, "retry")  # r1 cannot reset seed 11
+    (b,) = s.next_assignments()
+    assert (b.robot_id, b.seed) == ("r1", 12)  # r1 takes a seed it has not failed
+    s.episode_finished(a0, "done")
+    (c,) = s.next_assignments()
+    assert (c.robot_id, c.seed) == ("r0", 11)  # r0 runs the seed r1 failed
+    for x in (b, c):
+        s.episode_finished(x, "done")
+    st = s.goal_status("g")
+    assert st["finished"] and st["done"] == 3 and st["skipped"] == []
