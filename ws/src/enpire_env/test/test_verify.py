@@ -40,3 +40,40 @@ def test_no_block_in_view():
     assert not evaluate(img).ok and evaluate(img).reward == 0.0
     with pytest.raises(ValueError, match="square RGB"):
         estimate_block_pose(np.zeros((10, 20, 3), np.uint8))
+
+
+def test_near_the_threshold_the_renderers_own_model_finds_the_drawn_vertices(cell):
+    from enpire_env import verify
+
+    rng = np.random.default_rng(7)
+    found = 0
+    for _ in range(12):
+        cell.teleport(np.array(GOAL_POSE) + rng.normal(0, [3.0, 3.0, 0.04]))
+        img, gt = cell.render(256), cell.block_pose()
+        est = estimate_block_pose(img)
+        _block, pusher, wall = verify.segment(img)
+        region = verify._exact_region(est.pose, img, pusher, wall)
+        if region is None:
+            continue
+        found += 1
+        # every pose of the set rounds its vertices exactly as the true pose does
+        assert (verify._vertex_keys(region) == verify._vertex_keys(gt[None])).all()
+        assert np.abs(region.mean(axis=0) - gt)[:2].max() < 0.6
+    assert found >= 10
+
+
+def test_the_exact_decision_agrees_with_the_truth_more_often(cell, monkeypatch):
+    from enpire_env import verify
+    from enpire_env.pusht_geometry import is_success
+
+    rng = np.random.default_rng(11)
+    poses = [np.array(GOAL_POSE) + rng.normal(0, [3.0, 3.0, 0.04]) for _ in range(80)]
+    agree = {}
+    for exact in (False, True):
+        monkeypatch.setattr(verify, "EXACT", exact)
+        n = 0
+        for p in poses:
+            cell.teleport(p)
+            n += evaluate(cell.render(256)).success == is_success(coverage(cell.block_pose()))
+        agree[exact] = n
+    assert agree[True] >= agree[False] and agree[True] >= 77, agree
