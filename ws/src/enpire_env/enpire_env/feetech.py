@@ -111,7 +111,8 @@ class Robot(abc.ABC):
 
 class So101Arm(Robot):
     def __init__(self, port: str, calibration: str | Path | dict | None = None,
-                 baudrate: int = 1_000_000, acceleration: int = 254):  # fmt: skip
+                 baudrate: int = 1_000_000, acceleration: int = 254,
+                 timeout_margin_ms: float = 0.0):  # fmt: skip
         if isinstance(calibration, dict):
             self.cal = calibration
         elif calibration:
@@ -119,6 +120,8 @@ class So101Arm(Robot):
         else:
             self.cal = default_calibration()
         self.port_name, self.baudrate, self.acceleration = port, baudrate, acceleration
+        # added to the SDK's status-packet timeout (~34 ms): for slow adapters or a loaded host
+        self.timeout_margin_ms = float(timeout_margin_ms)
         self.port = self.packet = None
         self._lock = threading.Lock()  # one transaction on the bus at a time
         self.connected = False
@@ -164,7 +167,14 @@ class So101Arm(Robot):
     def connect(self) -> None:
         import scservo_sdk as scs
 
-        self.port = scs.PortHandler(self.port_name)
+        margin = self.timeout_margin_ms
+
+        class _Port(scs.PortHandler):
+            def setPacketTimeout(self, packet_length):  # noqa: N802 - the SDK's name
+                super().setPacketTimeout(packet_length)
+                self.packet_timeout += margin
+
+        self.port = _Port(self.port_name)
         self.packet = scs.PacketHandler(0)  # STS: protocol 0, little-endian words
         try:
             opened = self.port.openPort() and self.port.setBaudRate(self.baudrate)

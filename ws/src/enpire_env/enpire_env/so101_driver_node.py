@@ -60,7 +60,10 @@ class So101DriverNode(Node):
         cal = declare(self, "calibration_file", "", "LeRobot calibration JSON ('' = ids 1-6).")
         baud = declare(self, "baudrate", 1_000_000, "Bus baud rate.")
         hz = declare(self, "control_hz", 50.0, "Read/command rate [Hz].")
-        self.arm = So101Arm(port, cal or None, baudrate=baud)
+        margin = declare(
+            self, "timeout_margin_ms", 0.0, "Extra wait for a servo's status packet [ms]."
+        )
+        self.arm = So101Arm(port, cal or None, baudrate=baud, timeout_margin_ms=margin)
         self.arm.connect()  # a missing bus or servo stops the node here, with its name
         self.follower = TrajectoryFollower()
         self._lock = threading.Lock()

@@ -18,6 +18,9 @@ from enpire_env.feetech import (
 from enpire_env.feetech_fake import FakeServoBus
 from enpire_env.kinematics import JOINT_NAMES
 
+# the fake servos answer from a thread of this (busy) test process: give them time
+MARGIN = 250.0
+
 
 @pytest.fixture()
 def bus():
@@ -27,7 +30,7 @@ def bus():
 
 def test_connect_turns_torque_on_and_observes_the_joints(bus):
     bus.set_present(2, 2048 + 512)  # shoulder_lift a quarter of pi forward
-    arm = So101Arm(bus.port)
+    arm = So101Arm(bus.port, timeout_margin_ms=MARGIN)
     arm.connect()
     try:
         assert all(bus.register(i, ADDR_TORQUE) == 1 for i in range(1, 7))
@@ -40,7 +43,7 @@ def test_connect_turns_torque_on_and_observes_the_joints(bus):
 
 
 def test_act_writes_goals_clipped_to_the_servo_limits(bus):
-    arm = So101Arm(bus.port)
+    arm = So101Arm(bus.port, timeout_margin_ms=MARGIN)
     arm.connect()
     try:
         target = np.array([0.3, -0.2, 0.1, 0.0, 1.0, 2.5])  # the gripper beyond its limit
@@ -58,7 +61,7 @@ def test_act_writes_goals_clipped_to_the_servo_limits(bus):
 
 
 def test_a_servo_that_stops_answering_is_named(bus):
-    arm = So101Arm(bus.port)
+    arm = So101Arm(bus.port, timeout_margin_ms=MARGIN)
     arm.connect()
     try:
         bus.silence(3)
@@ -73,7 +76,7 @@ def test_a_servo_that_stops_answering_is_named(bus):
 def test_a_missing_servo_fails_connect(bus):
     bus.silence(5)
     with pytest.raises(BusError, match=r"wrist_roll \(id 5\) did not answer a ping"):
-        So101Arm(bus.port).connect()
+        So101Arm(bus.port, timeout_margin_ms=MARGIN).connect()
 
 
 def test_a_port_that_does_not_exist():
@@ -97,7 +100,7 @@ def test_calibration_loading_maps_ids_directions_and_ranges(tmp_path):
     loaded = load_calibration(path)
     assert [c.id for c in loaded.values()] == list(range(11, 17))
     with FakeServoBus(ids=range(11, 17)) as fake:
-        arm = So101Arm(fake.port, calibration=path)
+        arm = So101Arm(fake.port, calibration=path, timeout_margin_ms=MARGIN)
         arm.connect()
         try:
             arm.act([0.0, 0.0, 0.5, 0.0, 0.0, 0.0])
@@ -127,8 +130,9 @@ def test_driver_node_serves_the_controller_topics_over_a_fake_bus(ros_domain, ro
     from enpire_env.ros_conversions import make_trajectory
     from enpire_env.testing import NodeProcess, TopicProbe
 
-    node = NodeProcess("enpire_env.so101_driver_node", ["-r", "__ns:=/arm_a",
-                                                        "-p", f"port:={bus.port}"])  # fmt: skip
+    node = NodeProcess("enpire_env.so101_driver_node", [
+        "-r", "__ns:=/arm_a", "-p", f"port:={bus.port}", "-p", f"timeout_margin_ms:={MARGIN}",
+    ])  # fmt: skip
     probe = TopicProbe(ros_context)
     try:
         assert node.wait_for_output("ready", timeout=60), node.output
