@@ -48,23 +48,29 @@ class JointLimit:
     velocity: float
 
 
-def default_xacro_path() -> Path:
-    """enpire_bringup's so101.urdf.xacro, installed or in the source tree."""
-    env = os.environ.get("ENPIRE_SO101_XACRO")
+def bringup_path(relative: str, env_var: str) -> Path:
+    """A file or folder of enpire_bringup (``env_var`` overrides it), installed or in the
+    source tree."""
+    env = os.environ.get(env_var)
     if env:
         return Path(env)
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        p = Path(get_package_share_directory("enpire_bringup")) / "urdf" / "so101.urdf.xacro"
-        if p.is_file():
+        p = Path(get_package_share_directory("enpire_bringup")) / relative
+        if p.exists():
             return p
     except Exception:  # noqa: BLE001 - no ament index / not installed: try the source tree
         pass
-    p = Path(__file__).resolve().parents[2] / "enpire_bringup" / "urdf" / "so101.urdf.xacro"
-    if p.is_file():
+    p = Path(__file__).resolve().parents[2] / "enpire_bringup" / relative
+    if p.exists():
         return p
-    raise FileNotFoundError("so101.urdf.xacro not found (is enpire_bringup built?)")
+    raise FileNotFoundError(f"enpire_bringup/{relative} not found (is enpire_bringup built?)")
+
+
+def default_xacro_path() -> Path:
+    """enpire_bringup's so101.urdf.xacro, installed or in the source tree."""
+    return bringup_path("urdf/so101.urdf.xacro", "ENPIRE_SO101_XACRO")
 
 
 @functools.cache

@@ -9,13 +9,12 @@ takes as ``config_dict``, laid out as ``moveit_configs_utils.MoveItConfigsBuilde
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import yaml
 
-from enpire_env.kinematics import default_urdf
+from enpire_env.kinematics import bringup_path, default_urdf
 
 SRDF_NAME = "so101.srdf"
 PLANNING_GROUP = "arm"
@@ -28,21 +27,10 @@ class MoveItConfigError(ValueError):
 
 def default_moveit_config_dir() -> Path:
     """enpire_bringup's config/moveit, installed or in the source tree."""
-    env = os.environ.get("ENPIRE_MOVEIT_CONFIG_DIR")
-    if env:
-        return Path(env)
     try:
-        from ament_index_python.packages import get_package_share_directory
-
-        p = Path(get_package_share_directory("enpire_bringup")) / "config" / "moveit"
-        if p.is_dir():
-            return p
-    except Exception:  # noqa: BLE001 - no ament index / not installed: try the source tree
-        pass
-    p = Path(__file__).resolve().parents[2] / "enpire_bringup" / "config" / "moveit"
-    if p.is_dir():
-        return p
-    raise MoveItConfigError("config/moveit not found (is enpire_bringup built?)")
+        return bringup_path("config/moveit", "ENPIRE_MOVEIT_CONFIG_DIR")
+    except FileNotFoundError as e:
+        raise MoveItConfigError(str(e)) from None
 
 
 def _yaml(path: Path) -> dict:
