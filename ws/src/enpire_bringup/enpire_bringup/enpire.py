@@ -157,12 +157,12 @@ def cmd_reset(args) -> int:
 
 def watch_evolve(timeout: float, dead=lambda: None, quiet: bool = False) -> dict:
     """Follow ``/evolve/status`` with a progress bar until the run is done; its last status."""
-    import json
-
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile
-    from std_msgs.msg import String
     from tqdm import tqdm
+
+    from enpire_evolve.status_msg import from_msg
+    from enpire_msgs.msg import EvolveStatus
 
     rclpy.init()
     node = rclpy.create_node("enpire_cli_evolve")
@@ -170,10 +170,10 @@ def watch_evolve(timeout: float, dead=lambda: None, quiet: bool = False) -> dict
 
     def on_status(msg):
         last.clear()
-        last.update(json.loads(msg.data))
+        last.update(from_msg(msg))
 
     qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    node.create_subscription(String, "/evolve/status", on_status, qos)
+    node.create_subscription(EvolveStatus, "/evolve/status", on_status, qos)
     bar = None
     try:
         deadline = time.monotonic() + timeout

@@ -3,7 +3,7 @@
 Each agent works in its own git tree (clone of ``<data_dir>/evolve/<run_id>/shared.git``) and
 reaches the robots and trainers through the Rollout and Train actions (:class:`RosLab`); the
 loop itself is :mod:`enpire_evolve.evolution`, ROS-free. The node publishes the run's state as
-JSON on ``evolve/status`` (std_msgs/String, 1 Hz, latched), writes every step to the ledger,
+``enpire_msgs/EvolveStatus`` on ``evolve/status`` (1 Hz, latched), writes every step to the ledger,
 and at the end writes the morning report (HTML + markdown) to ``<data_dir>/reports/``.
 Killing and restarting the node with the same ``run_id`` resumes the run.
 """
@@ -13,20 +13,19 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
-from std_msgs.msg import String
 
 from enpire_env.node_utils import declare, run_node
 from enpire_evolve.evolution import Evolution, EvolveConfig, LlmConfig
 from enpire_evolve.lab import OUTCOMES, EpisodeSummary, Lab, RolloutSummary, TrainSummary
+from enpire_evolve.status_msg import to_msg
 from enpire_msgs.action import Rollout, Train
-from enpire_msgs.msg import PolicyRef
+from enpire_msgs.msg import EvolveStatus, PolicyRef
 
 
 def _wait(future, timeout: float | None = None):
@@ -220,7 +219,7 @@ class EvolveNode(Node):
         self.evo = Evolution(self.cfg, self.lab, data, self.ledger,
                              log=lambda m: self.get_logger().info(m))  # fmt: skip
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.status_pub = self.create_publisher(String, "evolve/status", latched)
+        self.status_pub = self.create_publisher(EvolveStatus, "evolve/status", latched)
         self.state, self.report = "waiting for servers", {}
         self.create_timer(1.0, self._publish_status)
         self._thread = threading.Thread(target=self._main, daemon=True)
@@ -247,13 +246,12 @@ class EvolveNode(Node):
         self._publish_status()
 
     def _publish_status(self) -> None:
-        msg = {
+        status = {
             "run_id": self.cfg.run_id, "state": self.state, "wall_used": self.evo.wall_used(),
             "wall_budget": self.cfg.wall_budget, "outcome": self.evo.outcome,
-            "report": self.report, "time": time.time(),
-            "agents": [vars(s) for s in self.evo.status.values()],
+            "report": self.report, "agents": [vars(s) for s in self.evo.status.values()],
         }  # fmt: skip
-        self.status_pub.publish(String(data=json.dumps(msg, default=str)))
+        self.status_pub.publish(to_msg(status, self.get_clock().now().to_msg()))
 
     def destroy_node(self) -> None:
         self.evo.stop("node shut down")

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from std_msgs.msg import String
 
 from enpire_env.testing import NodeProcess, TopicProbe, running
+from enpire_evolve.status_msg import from_msg
+from enpire_msgs.msg import EvolveStatus
 from enpire_rollout.ledger import Ledger
 
 pytestmark = pytest.mark.xdist_group("evolve_graph")
@@ -81,15 +82,15 @@ def test_evolve_node_runs_agents_on_the_fleet_resumes_after_a_kill_and_reports(
 
         qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         probe.node.create_subscription(
-            String, "/evolve/status", lambda m: probe._latest.__setitem__("s", m), qos
+            EvolveStatus, "/evolve/status", lambda m: probe._latest.__setitem__("s", m), qos
         )
         assert procs["evolve2"].wait_for_output("done:", timeout=420), procs["evolve2"].output
         status = None
         t_end = time.monotonic() + 20
         while time.monotonic() < t_end:
             m = probe.latest("s")
-            if m is not None and json.loads(m.data)["state"] == "done":
-                status = json.loads(m.data)
+            if m is not None and m.state == "done":
+                status = from_msg(m)
                 break
             time.sleep(0.2)
         probe.close()
