@@ -326,16 +326,14 @@ class Evolution:
                 self._no_confirmation.set()
             ok = (not res.error_code and res.num_episodes >= c.confirm_episodes
                   and res.success_rate >= c.goal_success)  # fmt: skip
-            self.ledger.add_agent_step({
-                "run_id": c.run_id, "agent_id": runner.agent_id, "branch": runner.agent_id,
+            runner._record({
                 "commit_sha": sha, "parent_sha": sha,
                 "hypothesis": f"confirm on {c.confirm_episodes} fresh episodes",
                 "parent_rate": runner.parent_rate,
                 "outcome": "confirmed" if ok else "not_confirmed",
                 "success_rate": res.success_rate, "episodes": res.num_episodes,
                 "successes": res.successes, "robot_seconds": res.robot_seconds,
-                "prompt_tokens": 0, "completion_tokens": 0, "wall_start": t0,
-                "wall_end": time.time(), "kept": 0,
+                "wall_start": t0, "wall_end": time.time(), "kept": 0,
                 "details": {"ci": [res.ci_low, res.ci_high], "error": res.error_msg,
                             "failures": res.failure_summary(),
                             "episode_ids": [e.episode_id for e in res.episodes]},
