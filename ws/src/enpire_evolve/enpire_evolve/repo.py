@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 STARTER_DIR = Path(__file__).resolve().parent / "starter"
@@ -35,10 +36,12 @@ class GitError(RuntimeError):
     pass
 
 
-def git(cwd: str | Path, *args: str, check: bool = True, timeout: float = 60.0) -> str:
+def git(cwd: str | Path, *args: str, check: bool = True, timeout: float = 60.0,
+        extra_env: dict | None = None) -> str:  # fmt: skip
     env = dict(os.environ, **_GIT_ENV)
     env.pop("GIT_DIR", None)
     env.pop("GIT_WORK_TREE", None)
+    env.update(extra_env or {})
     r = subprocess.run(
         ["git", *args], cwd=str(cwd), capture_output=True, text=True, env=env, timeout=timeout
     )
@@ -156,6 +159,22 @@ class AgentTree:
         git(self.path, "add", "-A")
         git(self.path, "commit", "-q", "--allow-empty", "-m", message)
         return self.head()
+
+    def snapshot(self) -> str:
+        """A commit of the tree as it is now, without touching the branch, the index or the
+        files: HEAD when nothing changed, else a commit on top of HEAD kept under
+        ``refs/wip/<branch>/`` (what a tool run on work in progress ran, reproducibly)."""
+        if not self.dirty():
+            return self.head()
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            git(self.path, "read-tree", "HEAD", extra_env=env)
+            git(self.path, "add", "-A", extra_env=env)
+            tree = git(self.path, "write-tree", extra_env=env)
+        sha = git(self.path, "commit-tree", tree, "-p", "HEAD", "-m",
+                  f"work in progress on {self.branch} (snapshot for a tool run)")  # fmt: skip
+        git(self.path, "update-ref", f"refs/wip/{self.branch}/{sha[:12]}", sha)
+        return sha
 
     def publish(self) -> None:
         """Push the agent's branch to the shared repository (force: it is the agent's own)."""

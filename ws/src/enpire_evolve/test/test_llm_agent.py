@@ -116,6 +116,15 @@ def test_llm_agent_edits_trains_rolls_out_and_commits_with_token_accounting(tmp_
     assert tool_msgs[3].startswith("PASSED")
     train = json.loads(tool_msgs[4])
     assert train["error_code"] == 0 and train["artifact"], train
+    # the artifact names the code it was trained on: a snapshot commit of the edited tree,
+    # kept under refs/wip/ (the branch itself only moved with the "commit" tool)
+    from enpire_policy.artifacts import load_manifest
+
+    ref = load_manifest(train["artifact"])["policy"]
+    assert len(ref["commit"]) == 40, ref
+    snap_code = git(ref["repo_path"], "show", f"{ref['commit']}:{POLICY_MODULE}")
+    assert read_constants(snap_code, ("STRATEGY",))["STRATEGY"] == "contact_planning"
+    assert ref["commit"] in git(ref["repo_path"], "for-each-ref", "refs/wip/")
     assert json.loads(tool_msgs[5])["episodes"] == 2
     assert server.requests[0]["tools"] and server.requests[0]["model"] == "scripted"
     # the experiment was committed, evaluated and kept, with hypothesis and result

@@ -278,11 +278,13 @@ class LlmAgent(Agent):
     def _ref(ctx: AgentContext) -> dict:
         from enpire_evolve.repo import POLICY_MODULE
 
-        # the working tree as it is (commit ""): what the agent is editing right now
+        # what the agent is editing right now, as a snapshot commit (its branch untouched), so
+        # an artifact or a rollout refers to exactly the code it ran
+        sha = ctx.tree.snapshot()
         return {
-            "name": f"{ctx.agent_id}@wip",
+            "name": f"{ctx.agent_id}@{sha[:8]}",
             "agent_id": ctx.agent_id,
             "repo_path": str(ctx.tree.path),
-            "commit": "",
+            "commit": sha,
             "module": POLICY_MODULE,
         }
