@@ -156,22 +156,15 @@ class Evolution:
         c = self.cfg
         if c.wall_budget and self.wall_used() >= c.wall_budget:
             return f"wall-time budget of {c.wall_budget:g} s spent"
-        if c.robot_seconds_budget:
-            used = self.ledger.query(
-                "SELECT COALESCE(SUM(robot_seconds), 0) AS s FROM agent_steps WHERE run_id = ?",
-                (c.run_id,),
-            )[0]["s"]
-            if used >= c.robot_seconds_budget:
-                return f"robot-time budget of {c.robot_seconds_budget:g} robot-s spent"
+        if (
+            c.robot_seconds_budget
+            and self.ledger.robot_seconds(c.run_id) >= c.robot_seconds_budget
+        ):
+            return f"robot-time budget of {c.robot_seconds_budget:g} robot-s spent"
         if c.token_budget and sum(self.ledger.tokens(c.run_id)) >= c.token_budget:
             return f"token budget of {c.token_budget} spent"
         if agent_id and c.agent_robot_seconds_budget:
-            used = self.ledger.query(
-                "SELECT COALESCE(SUM(robot_seconds), 0) AS s FROM agent_steps WHERE run_id = ?"
-                " AND agent_id = ?",
-                (c.run_id, agent_id),
-            )[0]["s"]
-            if used >= c.agent_robot_seconds_budget:
+            if self.ledger.robot_seconds(c.run_id, agent_id) >= c.agent_robot_seconds_budget:
                 return (
                     f"{agent_id}'s robot-time budget of {c.agent_robot_seconds_budget:g} s spent"
                 )

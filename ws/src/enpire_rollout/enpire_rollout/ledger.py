@@ -213,6 +213,15 @@ class Ledger:
             args.append(agent_id)
         return [dict(r) for r in self._exec(sql + " ORDER BY id", args).fetchall()]
 
+    def robot_seconds(self, run_id: str, agent_id: str | None = None) -> float:
+        """Robot-seconds a run's agent steps spent (one agent's, or all)."""
+        sql = "SELECT COALESCE(SUM(robot_seconds), 0) AS s FROM agent_steps WHERE run_id = ?"
+        args = [run_id]
+        if agent_id is not None:
+            sql += " AND agent_id = ?"
+            args.append(agent_id)
+        return float(self._exec(sql, args).fetchone()["s"])
+
     def add_llm_call(self, row: dict) -> int:
         return self._insert("INSERT", "llm_calls", row)
 

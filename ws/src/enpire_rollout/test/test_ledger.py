@@ -79,3 +79,13 @@ def test_goals_round_trip(tmp_path):
     assert g["status"] == "succeeded" and g["requested"] == 10 and g["finished"] >= g["created"]
     assert time.time() - g["created"] < 60
     assert os.path.exists(tmp_path / "l.sqlite-wal") or os.path.exists(tmp_path / "l.sqlite")
+
+
+def test_robot_seconds_per_run_and_agent(tmp_path):
+    led = Ledger(tmp_path / "l.sqlite")
+    for run, agent, s in (("r", "a0", 10.0), ("r", "a0", 2.5), ("r", "a1", 4.0), ("x", "a0", 99)):
+        led.add_agent_step({"run_id": run, "agent_id": agent, "branch": agent,
+                            "outcome": "kept", "robot_seconds": s})  # fmt: skip
+    assert led.robot_seconds("r") == pytest.approx(16.5)
+    assert led.robot_seconds("r", "a0") == pytest.approx(12.5)
+    assert led.robot_seconds("nope") == 0.0
