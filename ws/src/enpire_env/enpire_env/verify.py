@@ -243,12 +243,17 @@ def _refine_soft(
 
 def estimate_block_pose(img: np.ndarray, min_pixels: int = 50) -> PoseEstimate | None:
     """The block pose seen in a square top-down RGB image, or None if no block is visible."""
+    return _estimate(img, min_pixels)[0]
+
+
+def _estimate(img: np.ndarray, min_pixels: int = 50):
+    """(the pose estimate or None, the pusher mask, the wall mask) of an image."""
     if img.ndim != 3 or img.shape[0] != img.shape[1] or img.shape[2] != 3:
         raise ValueError(f"expected a square RGB image, got shape {img.shape}")
     block, pusher, wall = segment(img)
     visible = int(block.sum())
     if visible < min_pixels:
-        return None
+        return None, pusher, wall
     care = (1 - pusher).astype(np.uint8)
     best, best_err = min(
         (_refine(g, block, care) for g in _initial_guesses(block, care)), key=lambda r: r[1]
@@ -262,7 +267,7 @@ def estimate_block_pose(img: np.ndarray, min_pixels: int = 50) -> PoseEstimate |
         mismatch = best_err / max(_draw(best, block.shape[0]).sum(), 1)
     best = best - (*RENDER_OFFSET_PX, 0.0)
     best[2] = math.remainder(best[2], 2 * math.pi)
-    return PoseEstimate(best, mismatch, visible)
+    return PoseEstimate(best, mismatch, visible), pusher, wall
 
 
 # --- the decision near the threshold: the renderer's own model ----------------------------
@@ -331,45 +336,33 @@ def _exact_region(pose: np.ndarray, img: np.ndarray, pusher: np.ndarray, wall: n
     sl = (slice(box[1] // f, (box[1] + box[3]) // f), slice(box[0] // f, (box[0] + box[2]) // f))
     obs = img[sl].astype(np.int16)
     care = (cv2.dilate(pusher, np.ones((5, 5), np.uint8))[sl] == 0) & (wall[sl] == 0)
-    cache: dict[bytes, int] = {}
 
-    def diff(key: np.ndarray) -> int:
-        k = key.tobytes()
-        if k not in cache:
-            r = _render_key(key, box)
-            if f > 1:
-                r = cv2.resize(r, (box[2] // f, box[3] // f), interpolation=cv2.INTER_AREA)
-            cache[k] = int(np.abs(r.astype(np.int16) - obs)[care].sum())
-        return cache[k]
+    def matches(key: np.ndarray) -> bool:
+        r = _render_key(key, box)
+        if f > 1:
+            r = cv2.resize(r, (box[2] // f, box[3] // f), interpolation=cv2.INTER_AREA)
+        return not np.abs(r.astype(np.int16) - obs)[care].any()
 
     # the distinct rounded-vertex sets of the grid, nearest to the fitted pose first, until one
     # draws the image exactly
     flat = keys.reshape(len(grid), -1)
     uniq, inverse = np.unique(flat, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
     dist = (((grid - pose) / (0.4, 0.4, 3e-3)) ** 2).sum(axis=1)
     nearest = np.full(len(uniq), np.inf)
-    np.minimum.at(nearest, inverse, dist)
-    best, key = None, None
+    np.minimum.at(nearest, inverse.ravel(), dist)
     for u in np.argsort(nearest)[:EXACT_MAX_RENDERS]:
-        d = diff(uniq[u].reshape(2, 4, 2))
-        if best is None or d < best:
-            best, key = d, uniq[u]
-        if d == 0:
-            break
-    if best:
-        return None
-    return grid[(flat == key).all(axis=1)]
+        if matches(uniq[u].reshape(2, 4, 2)):
+            return grid[(flat == uniq[u]).all(axis=1)]
+    return None
 
 
 def evaluate(img: np.ndarray) -> Verdict:
     """Reward and success of the scene in a camera image, by gym-pusht's coverage rule."""
-    est = estimate_block_pose(img)
+    est, pusher, wall = _estimate(img)
     if est is None:
         return Verdict(None, 0.0, 0.0, False, 1.0)
     pose, cov = est.pose, coverage(est.pose)
     if EXACT and abs(cov - SUCCESS_THRESHOLD) < EXACT_MARGIN:
-        _block, pusher, wall = segment(img)
         region = _exact_region(pose, img, pusher, wall)
         if region is not None and len(region):
             sample = region[:: max(1, len(region) // 64)]
