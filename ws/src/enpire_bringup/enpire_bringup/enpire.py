@@ -34,6 +34,18 @@ def _fleet_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serial-ports", default="", help="per robot, comma-separated (--hardware)")
     p.add_argument("--camera-devices", default="", help="per robot, comma-separated (--hardware)")
     p.add_argument("--rviz", action="store_true", help="markers per robot and rviz2")
+    p.add_argument(
+        "--max-respawns",
+        type=int,
+        default=5,
+        help="restarts of a node that keeps dying before the launch ends",
+    )
+    p.add_argument(
+        "--min-isolation",
+        default="",
+        help="refuse to run agent code below this isolation level "
+        "(default: landlock with --hardware; see `enpire isolation`)",
+    )
     p.add_argument("--hardware-driver", default="ros2_control", choices=("ros2_control", "python"),
                    help="--hardware: ros2_control, or enpire's Python Feetech node")  # fmt: skip
 
@@ -53,6 +65,8 @@ def _config(args) -> FleetConfig:
         camera_devices=args.camera_devices,
         rviz=args.rviz,
         hardware_driver=args.hardware_driver,
+        max_respawns=args.max_respawns,
+        min_isolation=args.min_isolation,
     )
 
 
@@ -79,7 +93,8 @@ def cmd_launch(args) -> int:
     rc = launcher.wait(stop)
     if launcher.failed:
         print(
-            f"enpire launch: node {launcher.failed[0]} died (exit code {launcher.failed[1]})",
+            f"enpire launch: node {launcher.failed[0]} died (exit code {launcher.failed[1]}) "
+            f"after {launcher.restarts.get(launcher.failed[0], 0)} restart(s)",
             file=sys.stderr,
         )
     return rc
@@ -107,24 +122,28 @@ def run_resets(goals, server: str = "/reset", timeout: float = 60.0, progress=No
         if not client.wait_for_server(timeout_sec=timeout):
             raise TimeoutError(f"no Reset action server at {server} after {timeout:.0f} s")
 
+        from enpire_env.goal_liveness import Liveness, send_goal, wait_result
+
+        def spin(dt: float) -> None:
+            rclpy.spin_once(node, timeout_sec=dt)
+
         def on_feedback(i):
             return lambda fb: progress and progress(i, fb.feedback)
 
-        sends = [
-            client.send_goal_async(g, feedback_callback=on_feedback(i))
-            for i, g in enumerate(goals)
+        lives = [Liveness(f"the Reset server {server}") for _ in goals]
+        handles = [
+            send_goal(client, g, lives[i], on_feedback(i), spin) for i, g in enumerate(goals)
         ]
         results = []
         deadline = time.monotonic() + timeout
-        for f in sends:
-            rclpy.spin_until_future_complete(node, f, timeout_sec=deadline - time.monotonic())
-            handle = f.result()
+        for i, handle in enumerate(handles):
             if handle is None or not handle.accepted:
                 results.append(None)
                 continue
+            lives[i].beat()
             rf = handle.get_result_async()
-            rclpy.spin_until_future_complete(node, rf, timeout_sec=deadline - time.monotonic())
-            results.append(rf.result().result if rf.result() else None)
+            res = wait_result(rf, lives[i], deadline - time.monotonic(), handle, spin)
+            results.append(res.result if res else None)
         return results
     finally:
         node.destroy_node()
@@ -279,7 +298,7 @@ def cmd_demo(args) -> int:
     print(f"enpire demo: node output goes to {log.file.name}")
     try:
         with Launcher(specs, out=log) as launcher:
-            status = watch_evolve(args.budget + 900.0, launcher.poll)
+            status = watch_evolve(args.budget + 900.0, launcher.step)
     finally:
         log.close()
     _print_run(status)
@@ -337,6 +356,10 @@ def run_rollout(goal, server: str = "/rollout", timeout: float = 3600.0, label: 
         if not client.wait_for_server(timeout_sec=min(timeout, 60.0)):
             raise TimeoutError(f"no Rollout action server at {server}")
 
+        from enpire_env.goal_liveness import Liveness, send_goal, wait_result
+
+        life = Liveness(f"the Rollout server {server}")
+
         def on_feedback(msg):
             fb = msg.feedback
             bar.n = fb.episodes_done
@@ -344,15 +367,17 @@ def run_rollout(goal, server: str = "/rollout", timeout: float = 3600.0, label: 
             bar.set_postfix(successes=fb.successes, robots_busy=busy)
             bar.refresh()
 
-        f = client.send_goal_async(goal, feedback_callback=on_feedback)
+        def spin(dt: float) -> None:
+            rclpy.spin_once(node, timeout_sec=dt)
+
         deadline = time.monotonic() + timeout
-        rclpy.spin_until_future_complete(node, f, timeout_sec=timeout)
-        handle = f.result()
+        handle = send_goal(client, goal, life, on_feedback, spin)
         if handle is None or not handle.accepted:
             return None
-        rf = handle.get_result_async()
-        rclpy.spin_until_future_complete(node, rf, timeout_sec=deadline - time.monotonic())
-        res = rf.result().result if rf.result() else None
+        got = wait_result(
+            handle.get_result_async(), life, deadline - time.monotonic(), handle, spin
+        )
+        res = got.result if got else None
         if res is not None:
             bar.n = res.num_episodes
             bar.refresh()
@@ -437,7 +462,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="default ~/.enpire/data")
     p.add_argument("--out", default=None, help="default <data-dir>/reports")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "isolation", help="which isolation levels for agent code this machine offers, and why not"
+    )
+    p.add_argument("--min", default="rlimits", help="exit 1 when the best level is below this")
+    p.set_defaults(func=cmd_isolation)
     return parser
+
+
+def cmd_isolation(args) -> int:
+    from enpire_policy import isolation
+
+    print(isolation.probe().describe())
+    try:
+        isolation.resolve_level("auto", args.min)
+    except isolation.IsolationError as e:
+        print(f"enpire isolation: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,12 @@ class NodeSpec:
     arguments: list[str] = field(default_factory=list)  # command-line arguments (spawners)
     remappings: list[tuple[str, str]] = field(default_factory=list)
     python: bool = True  # an enpire node `python -m` runs; False: a ROS package's executable
+    # a node that dies is started again after respawn_delay s (doubling, up to 30 s), as
+    # launch_ros' respawn / respawn_delay / respawn_max_retries; past max_respawns deaths in a
+    # row (each within 30 s of its start) it ends the launch
+    respawn: bool = True
+    respawn_delay: float = 1.0
+    max_respawns: int = 5
 
     @property
     def module(self) -> str:
@@ -94,11 +100,21 @@ class FleetConfig:
     camera_devices: list[str] | str = ""  # "" = /dev/video<2 i>
     rviz: bool = False  # markers per robot, cells side by side in a world frame, and rviz2
     hardware_driver: str = "ros2_control"  # or "python": enpire's Feetech node per arm
+    # refuse to run agent code below this isolation level ("" = the params file's, and
+    # "landlock" on hardware: no agent code on real arms without OS-level file isolation)
+    min_isolation: str = ""
+    max_respawns: int = 5  # restarts of a node that keeps dying before the launch ends
 
     def __post_init__(self) -> None:
         self.robots = parse_robots(self.robots)
+        if self.min_isolation:
+            from enpire_policy.isolation import rank
+
+            rank(self.min_isolation)  # a clear error for an unknown level
         if self.agents < 0:
             raise ValueError(f"agents must be >= 0, got {self.agents}")
+        if self.max_respawns < 0:
+            raise ValueError(f"max_respawns must be >= 0, got {self.max_respawns}")
         if self.agent_backend not in AGENT_BACKENDS:
             raise ValueError(
                 f"agent_backend '{self.agent_backend}' unknown; use {', '.join(AGENT_BACKENDS)}"
@@ -165,6 +181,10 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
     nodes.append(node("enpire_env", "env_node", "env_node", robots=list(cfg.robots)))
     data = {} if not cfg.data_dir else {"data_dir": str(cfg.data_dir)}
     arts = {} if not cfg.data_dir else {"artifacts_dir": str(Path(cfg.data_dir) / "artifacts")}
+    iso = {}
+    if cfg.min_isolation or not cfg.sim:
+        iso = {"min_isolation": cfg.min_isolation or "landlock"}
+    arts.update(iso)
     nodes.append(node("enpire_policy", "train_node", "train_node", **arts))
     scale = (
         cfg.time_scale
@@ -173,12 +193,14 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
     )
     nodes.append(node("enpire_rollout", "rollout_node", "rollout_node",
                       robots=list(cfg.robots), time_scale=float(scale if cfg.sim else 1.0),
-                      **data))  # fmt: skip
+                      **data, **iso))  # fmt: skip
     if cfg.agents > 0:
         nodes.append(node("enpire_evolve", "evolve_node", "evolve_node", agents=int(cfg.agents),
-                          backend=cfg.agent_backend, **data))  # fmt: skip
+                          backend=cfg.agent_backend, **data, **iso))  # fmt: skip
     if cfg.rviz:
         nodes += rviz_nodes(cfg, params)
+    for n in nodes:
+        n.max_respawns = cfg.max_respawns
     return nodes
 
 

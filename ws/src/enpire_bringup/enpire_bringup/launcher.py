@@ -1,8 +1,11 @@
 """Start a launch plan's nodes as separate processes, without ros2 launch.
 
 Each node runs as ``python -m <package>.<executable> --ros-args ...``; its output is forwarded
-with a ``[name]`` prefix. Ctrl-C (or SIGTERM) stops all nodes; when one node exits, the others
-are stopped and the launcher returns non-zero, naming it.
+with a ``[name]`` prefix. Ctrl-C (or SIGTERM) stops all nodes. A node that exits is restarted
+after its ``respawn_delay`` (doubling with each quick death, up to 30 s), as launch_ros'
+``respawn``; one that keeps dying (``max_respawns`` deaths in a row, each within
+``STABLE_AFTER`` s of its start) or has ``respawn`` off stops the others, and the launcher
+returns non-zero, naming it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ def executable_path(package: str, executable: str) -> str:
     return str(path)
 
 
+STABLE_AFTER = 30.0  # s: a node that ran this long before dying starts a fresh backoff
+MAX_DELAY = 30.0
+
+
 class Launcher:
     def __init__(
         self,
@@ -56,6 +63,12 @@ class Launcher:
         self.out = out
         self.stop_timeout = stop_timeout
         self.procs: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, int] = {}  # total restarts per node
+        self._quick: dict[str, int] = {}  # deaths in a row, each soon after its start
+        self._started: dict[str, float] = {}
+        self._due: dict[str, float] = {}  # node -> when to start it again
+        self._commands: dict[str, list[str]] = {}
+        self._labels: dict[str, str] = {}
         self._threads: list[threading.Thread] = []
         self._print_lock = threading.Lock()
         self._tmp = tempfile.TemporaryDirectory(prefix="enpire-launch-")
@@ -85,21 +98,27 @@ class Launcher:
         width = max((len(s.fqn) for s in self.specs), default=0)
         commands = [self.command(spec, params_file) for spec in self.specs]  # all or none
         for spec, cmd in zip(self.specs, commands, strict=True):
-            label = spec.fqn.lstrip("/").ljust(width - 1)
-            proc = subprocess.Popen(
-                cmd,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=self.env,
-                start_new_session=True,  # Ctrl-C reaches us; we forward it
-                preexec_fn=die_with_parent,  # noqa: PLW1509  (a killed launcher leaves no node)
-            )
-            self.procs[spec.fqn] = proc
-            t = threading.Thread(target=self._pump, args=(label, proc), daemon=True)
-            t.start()
-            self._threads.append(t)
-            self.log("enpire", f"started {spec.fqn} (pid {proc.pid})")
+            self._commands[spec.fqn] = cmd
+            self._labels[spec.fqn] = spec.fqn.lstrip("/").ljust(width - 1)
+            self.restarts[spec.fqn] = self._quick[spec.fqn] = 0
+            self._spawn(spec.fqn)
+
+    def _spawn(self, fqn: str) -> None:
+        proc = subprocess.Popen(
+            self._commands[fqn],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+            start_new_session=True,  # Ctrl-C reaches us; we forward it
+            preexec_fn=die_with_parent,  # noqa: PLW1509  (a killed launcher leaves no node)
+        )
+        self.procs[fqn] = proc
+        self._started[fqn] = time.monotonic()
+        t = threading.Thread(target=self._pump, args=(self._labels[fqn], proc), daemon=True)
+        t.start()
+        self._threads.append(t)
+        self.log("enpire", f"started {fqn} (pid {proc.pid})")
 
     def _pump(self, label: str, proc: subprocess.Popen) -> None:
         assert proc.stdout is not None
@@ -107,21 +126,48 @@ class Launcher:
             self.log(label, line.rstrip("\n"))
 
     def poll(self) -> tuple[str, int] | None:
-        """The first node found to have exited, with its exit code."""
+        """The first node found to have exited (and not yet due for a restart), with its code."""
         for fqn, proc in self.procs.items():
             rc = proc.poll()
-            if rc is not None:
+            if rc is not None and fqn not in self._due:
                 return fqn, rc
         return None
 
+    def step(self) -> tuple[str, int] | None:
+        """Restart what is due, schedule restarts of nodes that died; returns the node that
+        ended the launch (it kept dying, or may not respawn), else None."""
+        now = time.monotonic()
+        for fqn, when in list(self._due.items()):
+            if now >= when:
+                del self._due[fqn]
+                self.restarts[fqn] += 1
+                self._spawn(fqn)
+        while (dead := self.poll()) is not None:
+            fqn, rc = dead
+            spec = next(s for s in self.specs if s.fqn == fqn)
+            quick = now - self._started[fqn] < STABLE_AFTER
+            self._quick[fqn] = self._quick[fqn] + 1 if quick else 1
+            if not spec.respawn or self._quick[fqn] > spec.max_respawns:
+                why = "" if not spec.respawn else f" ({spec.max_respawns} restarts did not help)"
+                self.log("enpire", f"node {fqn} exited with code {rc}{why}; stopping all")
+                return dead
+            delay = min(spec.respawn_delay * 2 ** (self._quick[fqn] - 1), MAX_DELAY)
+            self._due[fqn] = now + delay
+            self.log(
+                "enpire",
+                f"node {fqn} exited with code {rc}; restarting in {delay:g} s "
+                f"({self._quick[fqn]}/{spec.max_respawns})",
+            )
+        return None
+
     def wait(self, stop_event: threading.Event | None = None) -> int:
-        """Block until a node exits or ``stop_event`` is set; then stop all. Returns exit code."""
+        """Block until a node ends the launch or ``stop_event`` is set; then stop all. Returns
+        the exit code (1 when a node ended it, named in ``failed``)."""
         stop_event = stop_event or threading.Event()
         while not stop_event.is_set():
-            dead = self.poll()
+            dead = self.step()
             if dead:
                 self.failed = dead
-                self.log("enpire", f"node {dead[0]} exited with code {dead[1]}; stopping all")
                 self.shutdown()
                 return 1
             stop_event.wait(0.1)

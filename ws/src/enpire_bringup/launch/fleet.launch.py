@@ -43,6 +43,10 @@ def _nodes(context):
             arguments=list(spec.arguments),
             remappings=list(spec.remappings),
             output="screen",
+            # the same restart policy as `enpire launch` (the delay does not double here)
+            respawn=spec.respawn,
+            respawn_delay=spec.respawn_delay,
+            respawn_max_retries=spec.max_respawns,
         )
         if spec.namespace:
             actions.append(GroupAction([PushROSNamespace(spec.namespace), node]))

@@ -80,9 +80,13 @@ def test_launch_prefixes_logs_and_stops_cleanly_on_ctrl_c(ros_domain, tmp_path):
 def test_launch_exits_nonzero_naming_the_node_that_died(ros_domain, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("env_node:\n  ros__parameters:\n    max_attempts: 'three'\n")
-    out = _enpire("launch", "--config", str(bad), "--data-dir", str(tmp_path))
+    out = _enpire(
+        "launch", "--config", str(bad), "--data-dir", str(tmp_path), "--max-respawns", "1"
+    )
     assert out.returncode == 1
     assert "/env_node" in out.stderr and "died" in out.stderr
+    assert "after 1 restart(s)" in out.stderr  # restarted once, then it ended the launch
+    assert "restarting in 1 s" in out.stdout
 
 
 def test_killed_launcher_leaves_no_orphan_nodes(ros_domain, tmp_path):

@@ -13,6 +13,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
+from enpire_env.goal_liveness import FeedbackKeepalive
 from enpire_env.kinematics import So101Kinematics
 from enpire_env.moveit_backend import make_line_planner
 from enpire_env.moveit_config import MoveItConfigError
@@ -37,6 +38,12 @@ class EnvNode(Node):
         declare(self, "robots", ["robot_0"], "Robot ids this node resets.")
         declare(self, "default_mode", "pick_place", "Reset mode when a goal leaves it empty.")
         declare(self, "max_attempts", 3, "Reset attempts before giving up.")
+        declare(
+            self,
+            "reset_deadline",
+            100.0,
+            "Wall seconds a whole reset (every attempt) may take; then it fails with TIMEOUT.",
+        )
         speed_scale = declare(
             self, "speed_scale", 0.6, "Reset motions' fraction of the joint speed limits."
         )
@@ -143,12 +150,19 @@ class EnvNode(Node):
         port = self._ports[plan.robot_id]
         feedback = Reset.Feedback()
 
+        keepalive = FeedbackKeepalive(goal_handle, feedback).start()  # clients see we live
+
         def publish(phase: str, progress: float, attempt: int) -> None:
             feedback.phase, feedback.progress, feedback.attempt = phase, progress, attempt
-            goal_handle.publish_feedback(feedback)
+            keepalive.publish()
+
+        limit = float(self.get_parameter("reset_deadline").value)
+
+        def late() -> bool:
+            return time.monotonic() - t0 > limit
 
         def canceled() -> bool:
-            return goal_handle.is_cancel_requested or port.estop
+            return goal_handle.is_cancel_requested or port.estop or late()
 
         try:
             outcome = self._routine.run(plan, port, publish, canceled)
@@ -157,7 +171,15 @@ class EnvNode(Node):
         except NotImplementedError as e:
             outcome = ResetOutcome(False, ResetErrorCode.INVALID_GOAL, str(e))
         finally:
+            keepalive.stop()
             self._locks.release(plan.robot_id)
+        if (
+            outcome.error_code == ResetErrorCode.CANCELED
+            and late()
+            and (not goal_handle.is_cancel_requested)
+        ):
+            outcome.error_code = ResetErrorCode.TIMEOUT
+            outcome.error_msg = f"the reset did not finish within reset_deadline ({limit:g} s)"
         if port.estop and not outcome.success:
             outcome.error_msg = f"emergency stop: {outcome.error_msg}"
         result.mode = plan.mode

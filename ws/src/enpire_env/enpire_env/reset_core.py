@@ -41,6 +41,9 @@ class ResetError(Exception):
         self.msg = msg
 
 
+MAX_ATTEMPTS = 10  # enpire_msgs/action/Reset Goal.MAX_ATTEMPTS
+
+
 @dataclass
 class ResetRequest:
     robot_id: str
@@ -97,8 +100,11 @@ def validate(
             ResetErrorCode.INVALID_GOAL,
             f"unknown reset mode '{mode}'; use one of: {', '.join(RESET_MODES)}",
         )
-    if req.max_attempts < 0:
-        raise ResetError(ResetErrorCode.INVALID_GOAL, "max_attempts must be >= 0")
+    if not 0 <= req.max_attempts <= MAX_ATTEMPTS:
+        raise ResetError(
+            ResetErrorCode.INVALID_GOAL,
+            f"max_attempts must be 0 (node default) .. {MAX_ATTEMPTS}, got {req.max_attempts}",
+        )
     seed = int(req.seed)
     if seed < 0:
         seed = int((rng or np.random.default_rng()).integers(0, 2**31 - 1))

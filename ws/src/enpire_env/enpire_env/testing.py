@@ -214,7 +214,9 @@ def call_action(
     timeout: float = 30.0,
     cancel_after_feedback: int | None = None,
 ) -> list[ActionCall]:
-    """Send ``goals`` concurrently from a fresh node on ``context``; wait for every result.
+    """Send ``goals`` concurrently from a fresh node on ``context``; wait for every result,
+    as enpire's own clients do (:mod:`enpire_env.goal_liveness`): a goal request nobody
+    answers is sent again, and a server silent for ``SILENCE`` s raises ServerGoneError.
 
     With ``cancel_after_feedback=n`` each goal is cancelled once it has sent n feedback messages.
     """
@@ -222,15 +224,22 @@ def call_action(
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
 
+    from enpire_env.goal_liveness import Liveness, send_goal, wait_result
+
     node = Node("test_action_client", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
+
+    def spin(dt: float) -> None:
+        executor.spin_once(timeout_sec=dt)
+
     try:
         client = ActionClient(node, action_type, action_name)
         if not client.wait_for_server(timeout_sec=timeout):
             raise TimeoutError(f"action server {action_name} not available after {timeout} s")
         calls = [ActionCall() for _ in goals]
         handles: list = [None] * len(goals)
+        lives = [Liveness(f"the action server {action_name}") for _ in goals]
 
         def on_feedback(i):
             def cb(msg):
@@ -244,32 +253,28 @@ def call_action(
 
             return cb
 
-        futures = [
-            client.send_goal_async(g, feedback_callback=on_feedback(i))
-            for i, g in enumerate(goals)
-        ]
         deadline = time.monotonic() + timeout
-        result_futures = []
-        for i, f in enumerate(futures):
-            executor.spin_until_future_complete(
-                f, timeout_sec=max(0.0, deadline - time.monotonic())
+        for i, g in enumerate(goals):
+            handle = send_goal(
+                client, g, lives[i], on_feedback(i), spin, accept_timeout=min(10.0, timeout)
             )
-            handle = f.result()
-            if handle is None:
-                raise TimeoutError(f"goal {i} got no answer in {timeout} s")
             calls[i].accepted = handle.accepted
             handles[i] = handle
-            result_futures.append(handle.get_result_async() if handle.accepted else None)
-        for i, rf in enumerate(result_futures):
-            if rf is None:
+        for i, handle in enumerate(handles):
+            if not handle.accepted:
                 continue
-            executor.spin_until_future_complete(
-                rf, timeout_sec=max(0.0, deadline - time.monotonic())
+            lives[i].beat()
+            got = wait_result(
+                handle.get_result_async(),
+                lives[i],
+                max(0.0, deadline - time.monotonic()),
+                handle,
+                spin,
             )
-            if rf.result() is None:
+            if got is None:
                 raise TimeoutError(f"goal {i} got no result in {timeout} s")
-            calls[i].status = rf.result().status
-            calls[i].result = rf.result().result
+            calls[i].status = got.status
+            calls[i].result = got.result
         return calls
     finally:
         executor.shutdown()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 from rclpy.action import ActionClient
@@ -20,21 +21,17 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 
+from enpire_env.goal_liveness import Liveness, ServerGoneError, send_goal, wait_result
 from enpire_env.node_utils import declare, run_node
 from enpire_evolve.evolution import Evolution, EvolveConfig, LlmConfig
 from enpire_evolve.lab import OUTCOMES, EpisodeSummary, Lab, RolloutSummary, TrainSummary
 from enpire_evolve.status_msg import to_msg
 from enpire_msgs.action import Rollout, Train
 from enpire_msgs.msg import EvolveStatus, PolicyRef
+from enpire_policy import isolation
 
-
-def _wait(future, timeout: float | None = None):
-    """Block this (non-executor) thread until an rclpy future is done."""
-    done = threading.Event()
-    future.add_done_callback(lambda _f: done.set())
-    if not done.wait(timeout):
-        raise TimeoutError("no answer from the action server")
-    return future.result()
+GOAL_RETRIES = 5  # a goal whose server died is sent again this often ...
+RETRY_DELAY = 3.0  # ... this many s apart (a respawned node is back within a few s)
 
 
 class RosLab(Lab):
@@ -58,10 +55,28 @@ class RosLab(Lab):
 
     def _run_goal(self, client, goal, feedback=None, should_cancel=None):
         """Send a goal and wait for its result; None if it was not accepted.
-        ``should_cancel(feedback)`` returning True cancels the goal."""
+        ``should_cancel(feedback)`` returning True cancels the goal. A server that dies while
+        the goal runs (silent for goal_liveness.SILENCE s) or does not answer the goal request
+        is waited for and the goal sent again (a rollout runs its seeds again), up to
+        ``GOAL_RETRIES`` times."""
+        for attempt in range(GOAL_RETRIES + 1):
+            try:
+                return self._run_goal_once(client, goal, feedback, should_cancel)
+            except ServerGoneError as e:
+                if attempt == GOAL_RETRIES or self._canceled:
+                    raise
+                self.node.get_logger().warning(
+                    f"{e}; sending the goal again in {RETRY_DELAY:g} s "
+                    f"(retry {attempt + 1}/{GOAL_RETRIES})"
+                )
+                time.sleep(RETRY_DELAY)
+        return None
+
+    def _run_goal_once(self, client, goal, feedback=None, should_cancel=None):
         if self._canceled:
             return None
         box: dict = {}
+        life = Liveness(f"the {type(goal).__name__.split('_')[0]} server {client._action_name}")
 
         def on_feedback(msg):
             if feedback:
@@ -72,7 +87,7 @@ class RosLab(Lab):
                     box["canceled"] = True
                     h.cancel_goal_async()
 
-        handle = _wait(client.send_goal_async(goal, feedback_callback=on_feedback), 60.0)
+        handle = send_goal(client, goal, life, on_feedback)
         box["handle"] = handle
         if handle is None or not handle.accepted:
             return None
@@ -81,7 +96,7 @@ class RosLab(Lab):
             if self._canceled:
                 handle.cancel_goal_async()
         try:
-            return _wait(handle.get_result_async(), self.timeout).result
+            return wait_result(handle.get_result_async(), life, self.timeout, handle).result
         finally:
             with self._lock:
                 self._handles.pop(id(handle), None)
@@ -211,6 +226,12 @@ class EvolveNode(Node):
             self, "report_dir", "", "Where reports go ('' = data_dir/reports)."))
             or data / "reports")  # fmt: skip
         self.cfg = EvolveConfig(**p, llm=llm)  # validates; a bad value stops the node here
+        self.get_logger().info(  # the agent trees' self-check tests run confined
+            isolation.start_up(
+                declare(self, "isolation", "auto", isolation.PARAM_DOC),
+                declare(self, "min_isolation", "rlimits", isolation.MIN_PARAM_DOC),
+            )
+        )
         from enpire_rollout.ledger import Ledger
 
         self.ledger = Ledger(ledger_path or data / "ledger.sqlite")

@@ -2,52 +2,75 @@
 
     ok, output = run_selfcheck(tree_path, timeout=120)
 
-The tests are agent-written code: they run with the tree as working directory, CPU-time and
-memory limits, a wall-clock timeout (the process group is killed), and the policy sandbox's
-audit hook, which refuses writes outside the tree and a scratch folder — so a test cannot
-touch the shared repository, the ledger or another agent's tree by mistake.
+The tests are agent-written code: they run with the tree as working directory, confined like
+policy workers (:mod:`enpire_policy.isolation`: no programs, processes or network; the tree
+read-only, writes only in a private scratch folder; nothing of data_dir, $HOME or other
+agents' trees visible), with CPU-time and memory limits, a wall-clock timeout (the process
+group is killed), and the policy sandbox's audit hook.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from enpire_policy.sandbox import _limits  # the policy sandbox's own limits
+from enpire_policy import isolation
+from enpire_policy.sandbox import _limits, scratch_dir  # the policy sandbox's own limits
+
+SCRATCH_PREFIX = "enpire-selfcheck-"
 
 
-def run_selfcheck(tree: str | Path, timeout: float = 120.0, memory_mb: int = 4096
-                  ) -> tuple[bool, str]:  # fmt: skip
+def run_selfcheck(
+    tree: str | Path, timeout: float = 120.0, memory_mb: int = 4096, hidden: list[str] = ()
+) -> tuple[bool, str]:
+    """Run the tree's tests; ``hidden``: paths they must not see (data_dir, other trees)."""
     tree = Path(tree).resolve()
-    with tempfile.TemporaryDirectory(prefix="enpire-selfcheck-") as scratch:
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", TMPDIR=scratch)
-        env["PYTHONPATH"] = os.pathsep.join([str(tree), *sys.path[1:]])
+    level = isolation.resolve_level(*isolation.configured())
+    scratch_path = scratch_dir(SCRATCH_PREFIX)
+    scratch = str(scratch_path.resolve())
+    hide = [*hidden, os.path.expanduser("~"), str(tree.parent)]
+    conf = isolation.Confinement(level, isolation.readable_paths([str(tree)], hide), [scratch])
+    env = isolation.child_env(
+        [str(tree), *sys.path[1:]], scratch, {"ENPIRE_CONFINE": conf.to_json()}
+    )
+    argv = [sys.executable, "-m", "enpire_evolve.selfcheck", str(tree), scratch]
+    try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "enpire_evolve.selfcheck", str(tree), scratch],
-            cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, preexec_fn=_limits(int(timeout) + 5, memory_mb),  # noqa: PLW1509
-        )  # fmt: skip
+            conf.command(argv, str(tree)),
+            cwd=tree,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_limits(int(timeout) + 5, memory_mb),  # noqa: PLW1509
+        )
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
             return False, out.decode(errors="replace")[-4000:] + f"\n(timeout after {timeout} s)"
+    finally:
+        shutil.rmtree(scratch_path, ignore_errors=True)
     text = out.decode(errors="replace")[-4000:]
     return proc.returncode == 0, text
 
 
 def main() -> int:
+    import numpy  # noqa: F401 - trusted imports before confinement
     import pytest
 
     from enpire_policy import sandbox_worker
 
     tree, scratch = sys.argv[1], sys.argv[2]
-    sandbox_worker._ALLOWED.extend([os.path.realpath(tree), os.path.realpath(scratch)])
+    conf = isolation.Confinement.from_json(os.environ.pop("ENPIRE_CONFINE"))
+    conf.apply()
+    sandbox_worker._ALLOWED.extend([os.path.realpath(scratch)])
+    sandbox_worker._READABLE.extend(os.path.realpath(p) for p in conf.readable)
     sys.addaudithook(sandbox_worker._audit)
     return int(pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-x", tree]))
 

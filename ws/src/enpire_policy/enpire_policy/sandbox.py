@@ -6,9 +6,11 @@
         action = policy.act(obs)                # an Action, validated
 
 The code is exported from the commit (``git archive``) into a read-only cache, so what runs is
-exactly what was committed, whatever the worktree holds now. The worker process has CPU-time
-and address-space limits, a per-call deadline, its own session (killed as a group), and an
-audit hook that refuses writes outside its code and scratch directories. Every failure —
+exactly what was committed, whatever the worktree holds now. The worker process runs confined
+at an isolation level of :mod:`enpire_policy.isolation` (bubblewrap namespaces, Landlock,
+seccomp, resource limits: no programs, processes, network, or files beyond its code and a
+private scratch folder), with a per-call deadline and an audit hook that turns Python-level
+attempts into errors naming what was refused. Every failure —
 syntax or import error, exception, hang, memory blow-up, NaN or malformed action, forbidden
 write — raises :class:`PolicyError` naming the file and line where it is known; the caller
 (rollout worker, train node) keeps running.
@@ -32,7 +34,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from enpire_policy import isolation
 from enpire_policy.interface import Action, ActionError
+
+SCRATCH_PREFIX = "enpire-policy-scratch-"
 
 
 class PolicyError(RuntimeError):
@@ -122,6 +127,35 @@ def materialize(src: PolicySource, cache_dir: str | Path) -> Path:
     return dest
 
 
+def scratch_dir(prefix: str = SCRATCH_PREFIX) -> Path:
+    """A fresh private scratch folder named after this process, so that a later start-up can
+    remove the ones a killed process left behind (:func:`remove_stale_scratch`)."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+
+
+def remove_stale_scratch(root: str | Path | None = None, prefix: str = SCRATCH_PREFIX) -> int:
+    """Remove scratch folders whose owning process is gone (SIGKILL leaves them); returns how
+    many were removed."""
+    removed = 0
+    for p in Path(root or tempfile.gettempdir()).glob(f"{prefix}*"):
+        pid = p.name[len(prefix) :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _limits(cpu_seconds: int, memory_mb: int):
     def apply() -> None:
         os.setsid()
@@ -146,7 +180,15 @@ class SandboxedPolicy:
         step_timeout: float = 1.0,
         load_timeout: float = 60.0,
         log_path: str | Path | None = None,
+        isolation_level: str = "",
+        min_isolation: str = "",
+        hidden: list[str] = (),
+        audit_hook: bool = True,
     ):
+        """``isolation_level``/``min_isolation``: see :mod:`enpire_policy.isolation` (empty:
+        the process-wide setting, :func:`isolation.configured`); ``hidden``: paths the worker
+        must not see (data_dir; $HOME and the cache's parent always); ``audit_hook=False``
+        leaves containment to the OS layers alone (tests and the containment bench)."""
         self.src = src
         self.cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "enpire-policy-cache")
         self.cpu_seconds, self.memory_mb = cpu_seconds, memory_mb
@@ -157,20 +199,27 @@ class SandboxedPolicy:
         self.scratch: Path | None = None
         self.meta: dict = {}
         self._act_where = ("", 0)
+        level, minimum = isolation.configured()
+        self.level = isolation.resolve_level(isolation_level or level, min_isolation or minimum)
+        self.hidden = [*hidden, os.path.expanduser("~"), str(self.cache_dir.resolve().parent)]
+        self.audit_hook = audit_hook
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> SandboxedPolicy:
         self.code_dir = materialize(self.src, self.cache_dir)
-        self.scratch = Path(tempfile.mkdtemp(prefix="enpire-policy-scratch-"))
+        self.scratch = scratch_dir()
         req_r, self._req_w = os.pipe()
         self._resp_r, resp_w = os.pipe()
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = os.pathsep.join([str(self.code_dir), *sys.path[1:]])
+        scratch = str(self.scratch.resolve())
+        pythonpath = [str(self.code_dir), *sys.path[1:]]
+        readable = isolation.readable_paths([str(self.code_dir)], self.hidden)
+        self.confinement = isolation.Confinement(self.level, readable, [scratch])
+        argv = [sys.executable, "-m", "enpire_policy.sandbox_worker", str(req_r), str(resp_w)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "enpire_policy.sandbox_worker", str(req_r), str(resp_w)],
-            cwd=self.scratch,
-            env=env,
+            self.confinement.command(argv, scratch),
+            cwd=scratch,
+            env=isolation.child_env(pythonpath, scratch),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -188,7 +237,9 @@ class SandboxedPolicy:
                 "factory": self.src.factory,
                 "kwargs": self.src.kwargs,
                 "code_dir": str(self.code_dir),
-                "scratch": str(self.scratch),
+                "scratch": scratch,
+                "confine": self.confinement.to_json(),
+                "audit_hook": self.audit_hook,
             },
             self.load_timeout,
         )
@@ -283,9 +334,14 @@ class SandboxedPolicy:
     def _died(self) -> PolicyError:
         code = self.proc.wait(timeout=10) if self.proc else None
         self.close()
+        if code is not None and code > 128 and self.level == "namespace":
+            code = -(code - 128)  # bwrap exits with 128 + the signal that killed its child
         if code is not None and code < 0:
             sig = signal.Signals(-code).name
             kind = "memory" if sig == "SIGKILL" else "crash"
+            if sig == "SIGSYS":
+                return PolicyError("forbidden", "the policy made a system call the sandbox "
+                                   "forbids (killed by SIGSYS)")  # fmt: skip
             if sig == "SIGXCPU":
                 return PolicyError("timeout", f"CPU-time limit of {self.cpu_seconds} s exceeded")
             return PolicyError(kind, f"the policy worker was killed by {sig}")

@@ -15,15 +15,96 @@ import traceback
 from pathlib import Path
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-_ALLOWED: list[str] = []
+_ALLOWED: list[str] = []  # writable roots
+_READABLE: list[str] = []  # read-only roots (empty: reads are not checked)
+_MODIFY = (
+    "os.remove",
+    "os.rmdir",
+    "os.mkdir",
+    "os.truncate",
+    "os.chmod",
+    "os.chown",
+    "os.link",
+    "os.symlink",
+    "shutil.rmtree",
+    "shutil.copyfile",
+    "os.utime",
+)
+_PROGRAMS = (
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "os.forkpty",
+    "subprocess.Popen",
+    "pty.spawn",
+)
+_NETWORK = ("socket.__new__", "socket.connect", "socket.bind", "socket.sendto")
+# libc entry points agent code has no business calling through ctypes
+_LIBC = {
+    "system",
+    "popen",
+    "fork",
+    "vfork",
+    "clone",
+    "clone3",
+    "execv",
+    "execve",
+    "execvp",
+    "execvpe",
+    "execl",
+    "execlp",
+    "execle",
+    "fexecve",
+    "posix_spawn",
+    "posix_spawnp",
+    "socket",
+    "connect",
+    "bind",
+    "open",
+    "open64",
+    "openat",
+    "openat64",
+    "creat",
+    "creat64",
+    "fopen",
+    "fopen64",
+    "unlink",
+    "unlinkat",
+    "rename",
+    "renameat",
+    "kill",
+    "syscall",
+    "ptrace",
+    "mount",
+    "unshare",
+    "setns",
+    "prctl",
+    "seccomp",
+    "dlopen",
+    "sqlite3_open",
+    "sqlite3_open_v2",
+    "truncate",
+    "chmod",
+    "mkdir",
+}
 
 
-def _writable(path) -> bool:
+def _inside(path, roots: list[str]) -> bool:
     try:
         p = os.path.realpath(os.fsdecode(path))
     except (TypeError, ValueError):
         return True  # file descriptors: already open
-    return p == os.devnull or any(p == a or p.startswith(a + os.sep) for a in _ALLOWED)
+    return p == os.devnull or any(p == a or p.startswith(a.rstrip(os.sep) + os.sep) for a in roots)
+
+
+def _writable(path) -> bool:
+    return _inside(path, _ALLOWED)
+
+
+def _refuse(what: str) -> None:
+    raise PermissionError(f"policy code may not {what}")
 
 
 def _audit(event: str, args: tuple) -> None:
@@ -31,20 +112,39 @@ def _audit(event: str, args: tuple) -> None:
         return
     if event == "open":
         path, mode, flags = args
+        if path is None or isinstance(path, int):
+            return
         writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
             isinstance(flags, int) and flags & _WRITE_FLAGS
         )
-        if writing and path is not None and not isinstance(path, int) and not _writable(path):
-            raise PermissionError(f"policy code may not write to {os.fsdecode(path)}")
-    elif event in ("os.remove", "os.rmdir", "os.mkdir", "os.truncate", "os.chmod", "os.link",
-                   "os.symlink", "shutil.rmtree", "shutil.copyfile", "os.utime"):  # fmt: skip
+        if writing and not _writable(path):
+            _refuse(f"write to {os.fsdecode(path)}")
+        if _READABLE and not writing and not _inside(path, _READABLE + _ALLOWED):
+            _refuse(f"read {os.fsdecode(path)}")
+    elif event in _MODIFY:
         target = args[0]
         if isinstance(target, (str, bytes, os.PathLike)) and not _writable(target):
-            raise PermissionError(f"policy code may not modify {os.fsdecode(target)}")
+            _refuse(f"modify {os.fsdecode(target)}")
     elif event == "os.rename":
         for target in args[:2]:
             if not _writable(target):
-                raise PermissionError(f"policy code may not move {os.fsdecode(target)}")
+                _refuse(f"move {os.fsdecode(target)}")
+    elif event in _PROGRAMS:
+        _refuse(f"start programs or processes ({event})")
+    elif event in _NETWORK:
+        _refuse(f"use sockets ({event})")
+    elif event in ("os.kill", "os.killpg") and args[0] != os.getpid():
+        _refuse(f"signal other processes ({event} {args[0]})")
+    elif event == "sqlite3.connect":
+        db = args[0]
+        if (
+            isinstance(db, (str, bytes, os.PathLike))
+            and os.fsdecode(db) != ":memory:"
+            and (not _writable(db))
+        ):
+            _refuse(f"open the database {os.fsdecode(db)}")
+    elif event == "ctypes.dlsym" and isinstance(args[1], str) and args[1] in _LIBC:
+        _refuse(f"call {args[1]}() through ctypes")
 
 
 def _where(exc: BaseException, code_dir: str) -> tuple[str, int]:
@@ -62,7 +162,7 @@ def _error(exc: BaseException, code_dir: str, kind: str) -> dict:
         kind = "syntax"
     elif isinstance(exc, MemoryError):
         kind = "memory"
-    elif isinstance(exc, PermissionError) and "policy code may not" in str(exc):
+    elif isinstance(exc, PermissionError):  # the audit hook, Landlock or seccomp (EPERM/EACCES)
         kind = "forbidden"
     msg = f"{type(exc).__name__}: {exc}"
     tb = "".join(traceback.format_exception(exc))
@@ -116,8 +216,16 @@ def main() -> None:
             if op == "load":
                 code_dir = os.path.realpath(msg["code_dir"])
                 sys.path.insert(0, code_dir)
-                _ALLOWED.extend([os.path.realpath(msg["scratch"])])
-                sys.addaudithook(_audit)
+                import numpy  # noqa: F401 - trusted imports before confinement
+
+                from enpire_policy.isolation import Confinement
+
+                conf = Confinement.from_json(msg["confine"])
+                conf.apply()
+                if msg.get("audit_hook", True):
+                    _ALLOWED.extend([os.path.realpath(msg["scratch"])])
+                    _READABLE.extend(os.path.realpath(p) for p in conf.readable)
+                    sys.addaudithook(_audit)
                 stage = "import"
                 mod = importlib.import_module(msg["module"])
                 stage = "exception"
@@ -128,8 +236,15 @@ def main() -> None:
                     act_line = inspect.getsourcelines(policy.act)[1]
                 except (TypeError, OSError):
                     act_file, act_line = "", 0
-                reply({"ok": True, "metadata": _jsonable(meta), "act_file": act_file,
-                       "act_line": act_line, "module_file": str(Path(mod.__file__))})  # fmt: skip
+                reply(
+                    {
+                        "ok": True,
+                        "metadata": _jsonable(meta),
+                        "act_file": act_file,
+                        "act_line": act_line,
+                        "module_file": str(Path(mod.__file__)),
+                    }
+                )
             elif op == "reset":
                 stage = "exception"
                 if hasattr(policy, "reset"):

@@ -34,6 +34,12 @@ class TrainResult:
     wall_seconds: float = 0.0
 
 
+# bounds of a goal: enpire_msgs/action/Train Goal.MAX_* (mirrored, checked by a test)
+MAX_TIME_BUDGET = 86400.0
+MAX_EPISODE_IDS = 100_000
+MAX_HYPERPARAMETERS_BYTES = 65536
+
+
 def validate(req: TrainRequest) -> None:
     """Goal checks that need no work: raise TrainError with a code and message."""
     if req.recipe not in RECIPES:
@@ -43,9 +49,24 @@ def validate(req: TrainRequest) -> None:
         )
     if req.task != "pusht":
         raise TrainError(TrainErrorCode.INVALID_HYPERPARAMETERS, f"unknown task '{req.task}'")
-    if not math.isfinite(req.time_budget) or req.time_budget < 0:
-        raise TrainError(TrainErrorCode.INVALID_HYPERPARAMETERS,
-                         f"time_budget must be >= 0 s, got {req.time_budget}")  # fmt: skip
+    if not math.isfinite(req.time_budget) or not 0 <= req.time_budget <= MAX_TIME_BUDGET:
+        raise TrainError(
+            TrainErrorCode.INVALID_HYPERPARAMETERS,
+            f"time_budget must be 0 .. {MAX_TIME_BUDGET:g} s, got {req.time_budget}",
+        )
+    if len(req.episode_ids) + len(req.datasets) > MAX_EPISODE_IDS:
+        raise TrainError(
+            TrainErrorCode.INVALID_HYPERPARAMETERS,
+            f"at most {MAX_EPISODE_IDS} episode_ids and datasets, got "
+            f"{len(req.episode_ids) + len(req.datasets)}",
+        )
+    if isinstance(req.hyperparameters, str) and (
+        len(req.hyperparameters.encode()) > MAX_HYPERPARAMETERS_BYTES
+    ):
+        raise TrainError(
+            TrainErrorCode.INVALID_HYPERPARAMETERS,
+            f"hyperparameters are longer than {MAX_HYPERPARAMETERS_BYTES} bytes",
+        )
     if req.device not in ("", "cpu", "cuda"):
         raise TrainError(TrainErrorCode.INVALID_HYPERPARAMETERS,
                          f"device must be '', 'cpu' or 'cuda', got '{req.device}'")  # fmt: skip

@@ -17,8 +17,10 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
+from enpire_env.goal_liveness import FeedbackKeepalive
 from enpire_env.node_utils import declare, run_node
 from enpire_msgs.action import Train
+from enpire_policy import isolation
 from enpire_policy.recipes.base import TrainErrorCode, TrainRequest
 from enpire_policy.train_core import TrainResult, run_training_isolated
 
@@ -47,6 +49,12 @@ class TrainNode(Node):
         )
         self._default_budget = declare(
             self, "default_time_budget", 3600.0, "Compute seconds when a goal gives 0."
+        )
+        self.get_logger().info(
+            isolation.start_up(
+                declare(self, "isolation", "auto", isolation.PARAM_DOC),
+                declare(self, "min_isolation", "rlimits", isolation.MIN_PARAM_DOC),
+            )
         )
         self._device_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -84,14 +92,19 @@ class TrainNode(Node):
             fb.stage, fb.progress = stage, float(progress)
             fb.iteration, fb.iterations_total = int(iteration), int(total)
             fb.loss, fb.score = float(loss), float(score)
-            goal_handle.publish_feedback(fb)
+            keepalive.publish()
+
+        with FeedbackKeepalive(goal_handle, fb) as keepalive:  # clients see the node lives
+            res, t0 = self._run(goal_handle, req, progress)
+        return self._finish(goal_handle, res, t0)
+
+    def _run(self, goal_handle, req: TrainRequest, progress) -> tuple[TrainResult, float]:
 
         lock = self._lock_for(req.device)
         t0 = time.monotonic()
         while not lock.acquire(timeout=0.2):  # one training per device; the rest queue
             if goal_handle.is_cancel_requested:
-                res = TrainResult(TrainErrorCode.CANCELED, "canceled while queued")
-                return self._finish(goal_handle, res, t0)
+                return TrainResult(TrainErrorCode.CANCELED, "canceled while queued"), t0
             progress(stage="queued")
         try:
             res = run_training_isolated(
@@ -99,7 +112,7 @@ class TrainNode(Node):
             )
         finally:
             lock.release()
-        return self._finish(goal_handle, res, t0)
+        return res, t0
 
     def _finish(self, goal_handle, res: TrainResult, t0: float) -> Train.Result:
         out = Train.Result()

@@ -122,13 +122,33 @@ class Ledger:
             self._local.conn = None
 
     # --- goals --------------------------------------------------------------------------
-    def add_goal(self, goal_id: str, kind: str, agent_id: str = "", policy: dict | None = None,
-                 task: str = "", requested: int = 0) -> None:  # fmt: skip
+    def add_goal(
+        self,
+        goal_id: str,
+        kind: str,
+        agent_id: str = "",
+        policy: dict | None = None,
+        task: str = "",
+        requested: int = 0,
+    ) -> None:
         self._exec(
             "INSERT OR IGNORE INTO goals (id, kind, agent_id, policy, task, requested, status,"
             " created) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
             (goal_id, kind, agent_id, json.dumps(policy or {}), task, requested, time.time()),
         )
+
+    def abort_running_goals(self, kind: str, reason: str) -> list[str]:
+        """Close the goals of ``kind`` left ``running`` by a node that died (status
+        ``aborted``, the reason in the result); returns their ids. Called by a node at start."""
+        ids = [
+            r["id"]
+            for r in self._exec(
+                "SELECT id FROM goals WHERE kind = ? AND status = 'running'", (kind,)
+            )
+        ]
+        for goal_id in ids:
+            self.finish_goal(goal_id, "aborted", {"error_msg": reason})
+        return ids
 
     def finish_goal(self, goal_id: str, status: str, result: dict | None = None) -> None:
         self._exec(
@@ -142,10 +162,26 @@ class Ledger:
 
     # --- episodes -----------------------------------------------------------------------
     EPISODE_FIELDS = (
-        "id", "goal_id", "agent_id", "robot_id", "policy", "task", "seed", "status", "success",
-        "steps", "robot_seconds", "reset_seconds", "wall_start", "wall_end", "dataset",
-        "dataset_index", "mcap", "error", "background",
-    )  # fmt: skip
+        "id",
+        "goal_id",
+        "agent_id",
+        "robot_id",
+        "policy",
+        "task",
+        "seed",
+        "status",
+        "success",
+        "steps",
+        "robot_seconds",
+        "reset_seconds",
+        "wall_start",
+        "wall_end",
+        "dataset",
+        "dataset_index",
+        "mcap",
+        "error",
+        "background",
+    )
 
     def add_episode(self, row: dict) -> None:
         unknown = set(row) - set(self.EPISODE_FIELDS)
@@ -167,8 +203,14 @@ class Ledger:
         return [dict(r) for r in self._exec(sql + " ORDER BY wall_end", args).fetchall()]
 
     # --- robot intervals ----------------------------------------------------------------
-    def open_interval(self, robot_id: str, state: str, goal_id: str = "", episode_id: str = "",
-                      t: float | None = None) -> int:  # fmt: skip
+    def open_interval(
+        self,
+        robot_id: str,
+        state: str,
+        goal_id: str = "",
+        episode_id: str = "",
+        t: float | None = None,
+    ) -> int:
         cur = self._exec(
             "INSERT INTO robot_intervals (robot_id, state, goal_id, episode_id, t_start)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -227,8 +269,10 @@ class Ledger:
 
     def tokens(self, run_id: str, agent_id: str | None = None) -> tuple[int, int]:
         """(prompt, completion) tokens of a run's LLM calls (one agent's, or all)."""
-        sql = ("SELECT COALESCE(SUM(prompt_tokens), 0) AS p, COALESCE(SUM(completion_tokens), 0)"
-               " AS c FROM llm_calls WHERE run_id = ?")  # fmt: skip
+        sql = (
+            "SELECT COALESCE(SUM(prompt_tokens), 0) AS p, COALESCE(SUM(completion_tokens), 0)"
+            " AS c FROM llm_calls WHERE run_id = ?"
+        )
         args = [run_id]
         if agent_id is not None:
             sql += " AND agent_id = ?"
@@ -256,8 +300,9 @@ class Ledger:
         if set(fields) - allowed:
             raise ValueError(f"unknown run fields {sorted(set(fields) - allowed)}")
         sets = ", ".join(f"{k} = ?" for k in fields)
-        values = [json.dumps(v, default=str) if isinstance(v, dict) else v
-                  for v in fields.values()]  # fmt: skip
+        values = [
+            json.dumps(v, default=str) if isinstance(v, dict) else v for v in fields.values()
+        ]
         self._exec(f"UPDATE evolve_runs SET {sets} WHERE id = ?", (*values, run_id))
 
     def _insert(self, verb: str, table: str, row: dict) -> int:
@@ -269,8 +314,86 @@ class Ledger:
         cur = self._exec(f"{verb} INTO {table} ({cols}) VALUES ({marks})", values)
         return int(cur.lastrowid)
 
-    def query(self, sql: str, args=()) -> list[dict]:
-        """Read-only SQL for reports and agents."""
-        if not sql.lstrip().lower().startswith(("select", "with")):
-            raise ValueError("only SELECT queries")
-        return [dict(r) for r in self._exec(sql, args).fetchall()]
+    def query(
+        self, sql: str, args=(), max_rows: int = 100_000, timeout: float = 30.0
+    ) -> list[dict]:
+        """Read-only SQL for reports and tools, through a read-only connection
+        (:class:`LedgerReader`), never the writer's."""
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = LedgerReader(self.path)
+        return reader.query(sql, args, max_rows=max_rows, timeout=timeout)
+
+
+class QueryError(ValueError):
+    """A ledger query that was refused (not read-only), too slow or too large."""
+
+
+_READ_PRAGMAS = {
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "foreign_key_list",
+}
+
+
+def _authorize(action, arg1, arg2, dbname, source) -> int:
+    if action in (
+        sqlite3.SQLITE_SELECT,
+        sqlite3.SQLITE_READ,
+        sqlite3.SQLITE_FUNCTION,
+        sqlite3.SQLITE_RECURSIVE,
+    ):
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA and arg1 in _READ_PRAGMAS:  # reads, whatever the arg
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
+class LedgerReader:
+    """A read-only view of the ledger for everyone but its writer: agents, reports, tools.
+
+    Three locks, each enough on its own: the file is opened ``mode=ro``, the connection is
+    ``PRAGMA query_only``, and an authorizer allows reading only (no INSERT/UPDATE/DELETE,
+    including inside ``WITH``, no ATTACH, no writing PRAGMA, no schema change). One statement per
+    call (stacked statements are refused by sqlite3 itself); each query has a row and a time
+    limit.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"no ledger at {self.path}")
+        self.conn = sqlite3.connect(
+            f"file:{self.path}?mode=ro", uri=True, timeout=30.0, check_same_thread=False
+        )
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA query_only = ON")
+        self.conn.set_authorizer(_authorize)
+        self._lock = threading.Lock()
+
+    def query(self, sql: str, args=(), max_rows: int = 1000, timeout: float = 5.0) -> list[dict]:
+        """Rows of one read-only statement; :class:`QueryError` when it is refused, returns
+        more than ``max_rows`` rows or runs longer than ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self.conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+            try:
+                cur = self.conn.execute(sql, args)
+                rows = cur.fetchmany(max_rows + 1)
+            except sqlite3.DatabaseError as e:
+                if "interrupted" in str(e):
+                    raise QueryError(f"query stopped after {timeout:g} s") from None
+                raise QueryError(f"refused: {e} (the ledger is read-only here)") from None
+            except (sqlite3.ProgrammingError, sqlite3.Warning) as e:
+                raise QueryError(f"refused: {e}") from None
+            finally:
+                self.conn.set_progress_handler(None, 0)
+        if len(rows) > max_rows:
+            raise QueryError(f"more than {max_rows} rows: add a LIMIT or aggregate")
+        return [dict(r) for r in rows]
+
+    def close(self) -> None:
+        self.conn.close()

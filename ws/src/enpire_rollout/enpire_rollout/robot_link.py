@@ -177,8 +177,13 @@ class RobotLink:
             q = self.ctrl.joints(action, q_now)
             self.publish(q, dt)
             self._record(rec, obs, action, video_size)
+            last = seconds_from_stamp(js.header.stamp)
             tick, js = self.wait_tick(tick, cell_timeout)
-            step = int(round((seconds_from_stamp(js.header.stamp) - t0) / dt))
+            # a restarted cell's clock starts again from 0 (messages may also come a tick out
+            # of order: that is not a restart)
+            if seconds_from_stamp(js.header.stamp) < last - 1.0:
+                raise CellLostError(f"{self.robot_id} restarted mid-episode (its clock went back)")
+            step = max(step, int(round((seconds_from_stamp(js.header.stamp) - t0) / dt)))
         rec.steps = min(step, max_steps)
         rec.robot_seconds = seconds_from_stamp(js.header.stamp) - t0
 

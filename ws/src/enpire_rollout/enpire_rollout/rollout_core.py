@@ -91,24 +91,29 @@ def policy_source(ref: dict) -> PolicySource:
         raise RolloutError(RolloutErrorCode.UNKNOWN_POLICY, str(e)) from None
 
 
+# bounds of a goal: enpire_msgs/action/Rollout Goal.MAX_* (mirrored, checked by a test)
+MAX_EPISODES = 10_000
+MAX_TIME_BUDGET = 604_800.0
+
+
 def validate(req: RolloutRequest, fleet: list[str], min_episode_wall: float) -> list[str]:
     """The robots the goal may use; raises RolloutError with a code and message."""
     if req.task != "pusht":
         raise RolloutError(RolloutErrorCode.UNKNOWN_TASK, f"unknown task '{req.task}'")
-    if req.num_episodes <= 0:
+    if not 0 < req.num_episodes <= MAX_EPISODES:
         raise RolloutError(
             RolloutErrorCode.INVALID_EPISODE_COUNT,
-            f"num_episodes must be > 0, got {req.num_episodes}",
+            f"num_episodes must be 1 .. {MAX_EPISODES}, got {req.num_episodes}",
         )
     unknown = sorted(set(req.robot_ids) - set(fleet))
     if unknown:
         raise RolloutError(
             RolloutErrorCode.UNKNOWN_ROBOT, f"unknown robots {unknown} (fleet: {fleet})"
         )
-    if not math.isfinite(req.time_budget) or req.time_budget < 0:
+    if not math.isfinite(req.time_budget) or not 0 <= req.time_budget <= MAX_TIME_BUDGET:
         raise RolloutError(
             RolloutErrorCode.BUDGET_INFEASIBLE,
-            f"time_budget must be >= 0 s, got {req.time_budget}",
+            f"time_budget must be 0 (none) .. {MAX_TIME_BUDGET:g} s, got {req.time_budget}",
         )
     if 0 < req.time_budget < min_episode_wall:
         raise RolloutError(

@@ -20,12 +20,14 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
+from enpire_env.goal_liveness import Liveness, ServerGoneError, send_goal, wait_result
 from enpire_env.kinematics import So101Kinematics
 from enpire_env.node_utils import declare, run_node
 from enpire_env.ros_conversions import stamp_from_seconds
 from enpire_env.sim_cell import CellConfig
 from enpire_msgs.action import Reset, Rollout
 from enpire_msgs.msg import EpisodeResult, FleetMetrics, RobotStatus
+from enpire_policy import isolation
 from enpire_policy.episode import wilson_interval
 from enpire_policy.lerobot_dataset import EpisodeData, LeRobotDatasetWriter
 from enpire_policy.sandbox import PolicyError, SandboxedPolicy
@@ -97,11 +99,22 @@ class RolloutNode(Node):
             "directory) and record the episodes; any goal preempts it. '' = idle.",
         )  # fmt: skip
         self.min_episode_wall = 5.0 / max(time_scale, 1e-6)
+        self.get_logger().info(
+            isolation.start_up(
+                declare(self, "isolation", "auto", isolation.PARAM_DOC),
+                declare(self, "min_isolation", "rlimits", isolation.MIN_PARAM_DOC),
+            )
+        )
         self.data_dir = Path(data)
         self.ledger = Ledger(ledger_path or self.data_dir / "ledger.sqlite")
         closed = self.ledger.close_open_intervals()
         if closed:
             self.get_logger().warning(f"closed {closed} interval(s) left open by a crash")
+        aborted = self.ledger.abort_running_goals(
+            "rollout", "the rollout node stopped while the goal ran (restarted)"
+        )
+        if aborted:
+            self.get_logger().warning(f"aborted {len(aborted)} goal(s) left running: {aborted}")
         self._bg_run = None
         background = None
         if bg_policy:
@@ -441,24 +454,15 @@ class RolloutNode(Node):
         goal = Reset.Goal(
             robot_id=a.robot_id, task="pusht", seed=int(a.seed), mode=self.reset_mode
         )
-        done = threading.Event()
-        box: dict = {}
-
-        def on_result(fut):
-            box["result"] = fut.result()
-            done.set()
-
-        def on_goal(fut):
-            handle = fut.result()
-            if not handle.accepted:
-                done.set()
-                return
-            handle.get_result_async().add_done_callback(on_result)
-
-        link.reset_client.send_goal_async(goal).add_done_callback(on_goal)
-        if not done.wait(self.reset_timeout) or "result" not in box:
-            return False, RESET_CELL_UNAVAILABLE, "reset timed out", time.monotonic() - t0
-        r = box["result"].result
+        life = Liveness("the Reset server")
+        try:
+            handle = send_goal(link.reset_client, goal, life)
+            if handle is None or not handle.accepted:
+                return False, RESET_CELL_UNAVAILABLE, "reset goal refused", 0.0
+            got = wait_result(handle.get_result_async(), life, self.reset_timeout, handle)
+        except (ServerGoneError, TimeoutError) as e:  # env_node died: the cell is not at fault
+            return False, RESET_CELL_UNAVAILABLE, str(e), time.monotonic() - t0
+        r = got.result
         return r.success, int(r.error_code), r.error_msg, float(r.robot_seconds)
 
     def _worker_for(self, a: Assignment, run: _GoalRun, box: dict) -> None:
@@ -551,7 +555,7 @@ class RolloutNode(Node):
             seed=int(r.seed),
             outcome=OUTCOME.get(r.outcome, 1),
             success=r.success,
-            steps=int(r.steps),
+            steps=max(0, int(r.steps)),
             final_reward=float(r.final_reward),
             max_reward=float(r.max_reward),
             robot_seconds=float(r.robot_seconds),

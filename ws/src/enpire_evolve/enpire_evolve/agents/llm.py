@@ -258,7 +258,12 @@ class LlmAgent(Agent):
             res = ctx.lab.rollout(self._ref(ctx), n, seed, ctx.agent_id)
             return json.dumps(res.failure_summary(), default=str)
         if name == "query_ledger":
-            rows = ctx.ledger.query(a["sql"]) if ctx.ledger is not None else []
+            from enpire_rollout.ledger import QueryError
+
+            try:  # read-only connection; at most 200 rows and 2 s per query
+                rows = ctx.ledger.query(a["sql"], max_rows=200, timeout=2.0)
+            except QueryError as e:
+                return f"query refused: {e}"
             return json.dumps(rows[:50], default=str)
         if name == "failure_summary":
             return json.dumps(ctx.last_failures, default=str)
