@@ -239,7 +239,7 @@ class Targets:
     def _snapshot(self) -> dict:
         con = sqlite3.connect(f"file:{self.ledger}?mode=ro", uri=True)
         try:
-            rows = con.execute("SELECT count(*) FROM episodes").fetchone()[0]
+            rows = {r[0] for r in con.execute("SELECT id FROM episodes")}
         finally:
             con.close()
         return {
@@ -254,10 +254,10 @@ class Targets:
         now, was, out = self._snapshot(), self._before, []
         if self.mark.exists():
             out.append(f"wrote {self.mark.name}")
-        if now["rows"] != was["rows"]:
-            out.append(f"ledger rows {was['rows']} -> {now['rows']}")
-        if now["ledger_size"] != was["ledger_size"]:
-            out.append("ledger file changed")
+        if was["rows"] - now["rows"] or (self._own_ledger and now["rows"] != was["rows"]):
+            out.append(f"ledger rows {len(was['rows'])} -> {len(now['rows'])}")
+        if self._own_ledger and now["ledger_size"] != was["ledger_size"]:
+            out.append("ledger file changed")  # (a live ledger grows by itself)
         if now["other"] != was["other"]:
             out.append("edited another agent's tree")
         if set(now["data"]) - set(was["data"]) - {"ledger.sqlite-wal", "ledger.sqlite-shm"}:
