@@ -211,6 +211,17 @@ def drill_rollout_work(
     return row
 
 
+def _kill_and_watch(fleet: Fleet, row: DrillRow, client: threading.Thread, box: dict) -> None:
+    """SIGKILL ``row.node``; fill in its recovery time, the client's outcome and how long the
+    client took to notice."""
+    t_kill = fleet.kill(row.node)
+    row.recovery_s = fleet.wait_ready(row.node, t_kill) - t_kill
+    client.join(timeout=120)
+    row.outcome = _outcome(box)
+    if "t" in box:
+        row.client_noticed_s = box["t"] - t_kill
+
+
 def drill_rollout_node(fleet: Fleet, context, episodes: int = 20, seed: int = 300) -> DrillRow:
     """Kill the rollout node mid-goal: the client fails within seconds, nothing finished is
     lost, the goal is closed as aborted, and the restarted node serves the next goal."""
@@ -227,12 +238,7 @@ def drill_rollout_node(fleet: Fleet, context, episodes: int = 20, seed: int = 30
     while time.monotonic() < deadline and len(fleet.finished_ids() - before) < 2:
         time.sleep(0.2)
     mid = fleet.finished_ids()
-    t_kill = fleet.kill("/rollout_node")
-    row.recovery_s = fleet.wait_ready("/rollout_node", t_kill) - t_kill
-    t.join(timeout=120)
-    row.outcome = _outcome(box)
-    if "t" in box:
-        row.client_noticed_s = box["t"] - t_kill
+    _kill_and_watch(fleet, row, t, box)
     row.episodes_lost = len(mid - fleet.finished_ids())
     running = fleet.ledger.query("SELECT id FROM goals WHERE status = 'running'")
     row.notes.append(f"{len(running)} goal(s) left running")
@@ -262,12 +268,7 @@ def drill_train_node(fleet: Fleet, context) -> DrillRow:
     t, box = _in_thread(lambda: call_action(context, Train, "/train", [goal(1000)], timeout=600))
     fleet.wait_for(r"\[train_node\s*\].*train goal", time.monotonic() - 60, 60)
     time.sleep(2.0)  # training is under way
-    t_kill = fleet.kill("/train_node")
-    row.recovery_s = fleet.wait_ready("/train_node", t_kill) - t_kill
-    t.join(timeout=120)
-    row.outcome = _outcome(box)
-    if "t" in box:
-        row.client_noticed_s = box["t"] - t_kill
+    _kill_and_watch(fleet, row, t, box)
     (c,) = call_action(context, Train, "/train", [goal(1)], timeout=300)
     row.notes.append(f"next goal: error_code {c.result.error_code} {c.result.error_msg}".strip())
     return row

@@ -339,33 +339,22 @@ def _rollout_goal(args_or_kw: dict):
     )  # fmt: skip
 
 
-def run_rollout(goal, server: str = "/rollout", timeout: float = 3600.0, label: str = ""):
-    """Send one Rollout goal, show a progress bar from its feedback, return its result."""
+def _send_and_wait(action_type, server: str, goal, on_feedback, timeout: float, name: str):
+    """One goal from a fresh node: wait for the server, send (again if nobody answers), follow
+    feedback, fail within seconds when the server dies (:mod:`enpire_env.goal_liveness`)."""
     import rclpy
     from rclpy.action import ActionClient
-    from tqdm import tqdm
 
-    from enpire_msgs.action import Rollout
+    from enpire_env.goal_liveness import Liveness, send_goal, wait_result
 
     rclpy.init()
-    node = rclpy.create_node("enpire_cli_rollout")
-    bar = tqdm(total=goal.num_episodes, desc=label or goal.policy.name or "rollout",
-               unit="ep")  # fmt: skip
+    node = rclpy.create_node(name)
     try:
-        client = ActionClient(node, Rollout, server)
+        client = ActionClient(node, action_type, server)
+        kind = action_type.__name__
         if not client.wait_for_server(timeout_sec=min(timeout, 60.0)):
-            raise TimeoutError(f"no Rollout action server at {server}")
-
-        from enpire_env.goal_liveness import Liveness, send_goal, wait_result
-
-        life = Liveness(f"the Rollout server {server}")
-
-        def on_feedback(msg):
-            fb = msg.feedback
-            bar.n = fb.episodes_done
-            busy = sum(1 for r in fb.robots if r.phase != "idle")
-            bar.set_postfix(successes=fb.successes, robots_busy=busy)
-            bar.refresh()
+            raise TimeoutError(f"no {kind} action server at {server}")
+        life = Liveness(f"the {kind} server {server}")
 
         def spin(dt: float) -> None:
             rclpy.spin_once(node, timeout_sec=dt)
@@ -377,15 +366,79 @@ def run_rollout(goal, server: str = "/rollout", timeout: float = 3600.0, label: 
         got = wait_result(
             handle.get_result_async(), life, deadline - time.monotonic(), handle, spin
         )
-        res = got.result if got else None
+        return got.result if got else None
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def run_rollout(goal, server: str = "/rollout", timeout: float = 3600.0, label: str = ""):
+    """Send one Rollout goal, show a progress bar from its feedback, return its result."""
+    from tqdm import tqdm
+
+    from enpire_msgs.action import Rollout
+
+    bar = tqdm(total=goal.num_episodes, desc=label or goal.policy.name or "rollout", unit="ep")
+
+    def on_feedback(msg):
+        fb = msg.feedback
+        bar.n = fb.episodes_done
+        busy = sum(1 for r in fb.robots if r.phase != "idle")
+        bar.set_postfix(successes=fb.successes, robots_busy=busy)
+        bar.refresh()
+
+    try:
+        res = _send_and_wait(Rollout, server, goal, on_feedback, timeout, "enpire_cli_rollout")
         if res is not None:
             bar.n = res.num_episodes
             bar.refresh()
         return res
     finally:
         bar.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
+
+
+def run_train(goal, server: str = "/train", timeout: float = 7200.0):
+    """Send one Train goal, show its progress (stage, iteration, score), return its result."""
+    from tqdm import tqdm
+
+    from enpire_msgs.action import Train
+
+    bar = tqdm(total=100, desc=goal.recipe, unit="%")
+
+    def on_feedback(msg):
+        fb = msg.feedback
+        bar.n = int(round(100 * fb.progress))
+        bar.set_postfix(
+            stage=fb.stage, it=f"{fb.iteration}/{fb.iterations_total}", score=f"{fb.score:.3f}"
+        )
+        bar.refresh()
+
+    try:
+        return _send_and_wait(Train, server, goal, on_feedback, timeout, "enpire_cli_train")
+    finally:
+        bar.close()
+
+
+def cmd_train(args) -> int:
+    from enpire_msgs.action import Train
+
+    ref = _rollout_goal({**vars(args), "episodes": 1}).policy
+    goal = Train.Goal(
+        recipe=args.recipe, policy=ref, task=args.task,
+        episode_ids=[e for e in args.episode_ids.split(",") if e],
+        datasets=[d for d in args.datasets.split(",") if d],
+        hyperparameters=args.hyperparameters, time_budget=args.time_budget, device=args.device,
+    )  # fmt: skip
+    res = run_train(goal, args.server, args.timeout)
+    if res is None:
+        print(f"  {args.recipe}: the goal was not accepted")
+        return 1
+    if res.error_code:
+        print(f"  {args.recipe}: error_code={res.error_code}: {res.error_msg}")
+        return 1
+    print(f"  {args.recipe}: artifact {res.artifact_path} ({res.wall_seconds:.0f} s)")
+    print(f"  metrics: {res.metrics}")
+    return 0
 
 
 def _print_rollout_result(res, label: str) -> None:
@@ -406,6 +459,14 @@ def cmd_rollout(args) -> int:
     res = run_rollout(goal, args.server, args.timeout)
     _print_rollout_result(res, args.policy or args.repo or args.artifact)
     return 0 if res is not None and res.error_code == 0 else 1
+
+
+def _policy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", default="heuristic", help="built-in policy name")
+    p.add_argument("--repo", default="", help="git worktree with agent policy code")
+    p.add_argument("--commit", default="", help="commit of --repo ('' = as it is)")
+    p.add_argument("--module", default="policy", help="policy module in --repo")
+    p.add_argument("--artifact", default="", help="trained artifact directory")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -430,11 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reset)
 
     p = sub.add_parser("rollout", help="run a policy for N episodes on the fleet")
-    p.add_argument("--policy", default="heuristic", help="built-in policy name")
-    p.add_argument("--repo", default="", help="git worktree with agent policy code")
-    p.add_argument("--commit", default="", help="commit of --repo ('' = as it is)")
-    p.add_argument("--module", default="policy", help="policy module in --repo")
-    p.add_argument("--artifact", default="", help="trained artifact directory")
+    _policy_args(p)
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-robots", type=int, default=0, help="0 = all free robots")
@@ -443,6 +500,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default="/rollout")
     p.add_argument("--timeout", type=float, default=3600.0)
     p.set_defaults(func=cmd_rollout)
+
+    p = sub.add_parser("train", help="improve a policy with a recipe (Train goal, progress)")
+    p.add_argument(
+        "--recipe",
+        default="heuristic_search",
+        help="heuristic_search | bc_mlp | bc_cnn | residual_rl",
+    )
+    _policy_args(p)
+    p.add_argument("--task", default="pusht")
+    p.add_argument("--episode-ids", default="", help="training data: comma-separated ids")
+    p.add_argument("--datasets", default="", help="training data: comma-separated folders")
+    p.add_argument("--hyperparameters", default="{}", help="JSON object")
+    p.add_argument("--time-budget", type=float, default=0.0, help="compute s (0 = node's)")
+    p.add_argument("--device", default="", help="'' (auto), cpu or cuda")
+    p.add_argument("--agent", default="cli")
+    p.add_argument("--server", default="/train")
+    p.add_argument("--timeout", type=float, default=7200.0)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
         "demo", help="the whole loop in simulation: cells, EN/PI/R nodes and two offline agents "

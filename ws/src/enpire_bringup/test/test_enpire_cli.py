@@ -132,6 +132,21 @@ def test_rollout_command_runs_a_policy_on_the_fleet(ros_domain, tmp_path):
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert bad.returncode == 1 and "unknown built-in policy 'nope'" in bad.stdout
+        hp = '{"iterations": 1, "population": 2, "episodes": 1, "max_steps": 10}'
+        train = subprocess.run(
+            [sys.executable, "-m", "enpire_bringup.enpire", "train", "--policy", "heuristic",
+             "--hyperparameters", hp, "--timeout", "300"],
+            capture_output=True, text=True, timeout=360,
+        )  # fmt: skip
+        assert train.returncode == 0, train.stdout + train.stderr
+        assert "heuristic_search: artifact " in train.stdout
+        assert "%" in train.stderr  # the progress bar
+        too_long = subprocess.run(
+            [sys.executable, "-m", "enpire_bringup.enpire", "train", "--time-budget", "1e9",
+             "--timeout", "60"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert too_long.returncode == 1 and "time_budget must be 0 .. 86400" in too_long.stdout
     finally:
         os.killpg(launch.pid, signal.SIGINT)
         launch.communicate(timeout=60)

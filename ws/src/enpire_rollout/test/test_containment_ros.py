@@ -76,6 +76,14 @@ def rollout_goal(ref: PolicyRef) -> Rollout.Goal:
     return Rollout.Goal(policy=ref, task="pusht", num_episodes=1, seed=5, agent_id="hostile")
 
 
+def run_builtin(context, name: str) -> None:
+    """One episode of a built-in policy; it must succeed as a goal."""
+    (c,) = call_action(
+        context, Rollout, "/rollout", [rollout_goal(PolicyRef(name=name))], timeout=120
+    )
+    assert c.status == GoalStatus.STATUS_SUCCEEDED, c.result.error_msg
+
+
 def commit_route(root, name: str, t: Targets) -> PolicyRef:
     repo = root / f"agent-{name}"
     repo.mkdir()
@@ -96,14 +104,7 @@ def commit_route(root, name: str, t: Targets) -> PolicyRef:
 def targets(lab, ros_context_module, tmp_path_factory):
     _procs, data = lab
     # a first goal creates the ledger and data_dir's folders, so the targets are the real ones
-    (c,) = call_action(
-        ros_context_module,
-        Rollout,
-        "/rollout",
-        [rollout_goal(PolicyRef(name="naive"))],
-        timeout=120,
-    )
-    assert c.status == GoalStatus.STATUS_SUCCEEDED, c.result.error_msg
+    run_builtin(ros_context_module, "naive")
     (data / "artifacts").mkdir(exist_ok=True)  # where the train node writes
     t = Targets.create(
         tmp_path_factory.mktemp("targets"), ledger=data / "ledger.sqlite", data_dir=data
@@ -147,14 +148,7 @@ def test_route_is_refused_through_rollout_and_train(
 
 def test_both_nodes_keep_serving_and_the_ledger_is_intact(lab, targets, ros_context_module):
     _procs, data = lab
-    (c,) = call_action(
-        ros_context_module,
-        Rollout,
-        "/rollout",
-        [rollout_goal(PolicyRef(name="heuristic"))],
-        timeout=120,
-    )
-    assert c.status == GoalStatus.STATUS_SUCCEEDED, c.result.error_msg
+    run_builtin(ros_context_module, "heuristic")
     con = sqlite3.connect(data / "ledger.sqlite")
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
