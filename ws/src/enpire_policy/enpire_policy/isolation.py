@@ -226,20 +226,21 @@ PARAM_DOC = (
 MIN_PARAM_DOC = "Refuse to run agent code below this isolation level (landlock with --hardware)."
 
 
-def start_up(level: str = "auto", minimum: str = "rlimits") -> str:
+def start_up(level: str = "auto", minimum: str = "rlimits", cache_dirs: list = ()) -> str:
     """What a node runs at start: configure the isolation (raises :class:`IsolationError`
-    below ``minimum``), remove scratch folders that killed processes left behind; returns the
-    line to log."""
-    from enpire_policy.sandbox import remove_stale_scratch
+    below ``minimum``), remove scratch folders and half-written code exports that killed
+    processes left behind; returns the line to log."""
+    from enpire_policy.sandbox import remove_stale_exports, remove_stale_scratch
 
     active = configure(level, minimum)
     removed = remove_stale_scratch() + remove_stale_scratch(prefix="enpire-selfcheck-")
+    removed += sum(remove_stale_exports(d) for d in [None, *cache_dirs])
     caps = probe()
     missing = "; ".join(f"{k}: {v}" for k, v in caps.missing.items())
     return (
         f"agent code runs at isolation '{active}' (best available '{caps.best}', minimum "
-        f"'{minimum}'{'; ' + missing if missing else ''}); removed {removed} stale scratch "
-        "folder(s)"
+        f"'{minimum}'{'; ' + missing if missing else ''}); removed {removed} stale scratch or "
+        "cache folder(s)"
     )
 
 

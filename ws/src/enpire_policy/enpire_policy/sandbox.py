@@ -146,6 +146,27 @@ def remove_stale_scratch(root: str | Path | None = None, prefix: str = SCRATCH_P
     return removed
 
 
+def default_cache_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "enpire-policy-cache"
+
+
+def remove_stale_exports(cache_dir: str | Path | None = None, older_than: float = 600.0) -> int:
+    """Remove half-written code exports (``.<sha>-*`` folders) that a killed process left in a
+    code cache; ones younger than ``older_than`` s may still be in progress elsewhere."""
+    removed = 0
+    root = Path(cache_dir or default_cache_dir())
+    if not root.is_dir():
+        return 0
+    for p in root.glob(".*-*"):
+        try:
+            if p.is_dir() and time.time() - p.stat().st_mtime > older_than:
+                shutil.rmtree(p, ignore_errors=True)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -190,7 +211,7 @@ class SandboxedPolicy:
         must not see (data_dir; $HOME and the cache's parent always); ``audit_hook=False``
         leaves containment to the OS layers alone (tests and the containment bench)."""
         self.src = src
-        self.cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "enpire-policy-cache")
+        self.cache_dir = Path(cache_dir or default_cache_dir())
         self.cpu_seconds, self.memory_mb = cpu_seconds, memory_mb
         self.step_timeout, self.load_timeout = step_timeout, load_timeout
         self.log_path = Path(log_path) if log_path else None

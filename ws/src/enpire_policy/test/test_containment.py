@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -20,6 +21,7 @@ from enpire_policy.sandbox import (
     PolicyError,
     PolicySource,
     SandboxedPolicy,
+    remove_stale_exports,
     remove_stale_scratch,
 )
 
@@ -178,3 +180,14 @@ def test_stale_scratch_of_a_killed_process_is_removed(tmp_path):
     (stale / "junk").write_text("x")
     assert remove_stale_scratch(tmp_path) == 1
     assert not stale.exists() and mine.exists()
+
+
+def test_half_written_exports_of_a_killed_process_are_removed(tmp_path):
+    old = tmp_path / ".0123456789ab-xyz"
+    fresh = tmp_path / ".fedcba987654-xyz"
+    done = tmp_path / "0123456789abcdef"
+    for p in (old, fresh, done):
+        p.mkdir()
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert remove_stale_exports(tmp_path) == 1
+    assert not old.exists() and fresh.exists() and done.exists()

@@ -157,8 +157,8 @@ class Ledger:
         )
 
     def goal(self, goal_id: str) -> dict | None:
-        r = self._exec("SELECT * FROM goals WHERE id = ?", (goal_id,)).fetchone()
-        return dict(r) if r else None
+        rows = self._read("SELECT * FROM goals WHERE id = ?", (goal_id,))
+        return rows[0] if rows else None
 
     # --- episodes -----------------------------------------------------------------------
     EPISODE_FIELDS = (
@@ -200,7 +200,7 @@ class Ledger:
             args.append(agent_id)
         if cond:
             sql += " WHERE " + " AND ".join(cond)
-        return [dict(r) for r in self._exec(sql + " ORDER BY wall_end", args).fetchall()]
+        return self._read(sql + " ORDER BY wall_end", args)
 
     # --- robot intervals ----------------------------------------------------------------
     def open_interval(
@@ -234,12 +234,11 @@ class Ledger:
 
     def intervals(self, since: float = 0.0, until: float | None = None) -> list[dict]:
         until = time.time() if until is None else until
-        rows = self._exec(
+        return self._read(
             "SELECT * FROM robot_intervals WHERE t_start < ? AND (t_end IS NULL OR t_end > ?)"
             " ORDER BY t_start",
             (until, since),
-        ).fetchall()
-        return [dict(r) for r in rows]
+        )
 
     # --- E: trainings and agent steps ---------------------------------------------------
     def add_training(self, row: dict) -> None:
@@ -253,7 +252,7 @@ class Ledger:
         if agent_id is not None:
             sql += " AND agent_id = ?"
             args.append(agent_id)
-        return [dict(r) for r in self._exec(sql + " ORDER BY id", args).fetchall()]
+        return self._read(sql + " ORDER BY id", args)
 
     def robot_seconds(self, run_id: str, agent_id: str | None = None) -> float:
         """Robot-seconds a run's agent steps spent (one agent's, or all)."""
@@ -262,7 +261,7 @@ class Ledger:
         if agent_id is not None:
             sql += " AND agent_id = ?"
             args.append(agent_id)
-        return float(self._exec(sql, args).fetchone()["s"])
+        return float(self._read(sql, args)[0]["s"])
 
     def add_llm_call(self, row: dict) -> int:
         return self._insert("INSERT", "llm_calls", row)
@@ -277,7 +276,7 @@ class Ledger:
         if agent_id is not None:
             sql += " AND agent_id = ?"
             args.append(agent_id)
-        r = self._exec(sql, args).fetchone()
+        r = self._read(sql, args)[0]
         return int(r["p"]), int(r["c"])
 
     # --- E: runs ------------------------------------------------------------------------
@@ -292,8 +291,8 @@ class Ledger:
         return self.run(run_id)
 
     def run(self, run_id: str) -> dict | None:
-        r = self._exec("SELECT * FROM evolve_runs WHERE id = ?", (run_id,)).fetchone()
-        return dict(r) if r else None
+        rows = self._read("SELECT * FROM evolve_runs WHERE id = ?", (run_id,))
+        return rows[0] if rows else None
 
     def update_run(self, run_id: str, **fields) -> None:
         allowed = {"status", "wall_used", "finished", "result"}
@@ -313,6 +312,10 @@ class Ledger:
         values = tuple(json.dumps(v) if isinstance(v, dict) else v for v in row.values())
         cur = self._exec(f"{verb} INTO {table} ({cols}) VALUES ({marks})", values)
         return int(cur.lastrowid)
+
+    def _read(self, sql: str, args=()) -> list[dict]:
+        """The writer's own reads go through the read-only connection too (no limits)."""
+        return self.query(sql, args, max_rows=1 << 30, timeout=600.0)
 
     def query(
         self, sql: str, args=(), max_rows: int = 100_000, timeout: float = 30.0

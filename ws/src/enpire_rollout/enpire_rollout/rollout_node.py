@@ -103,6 +103,7 @@ class RolloutNode(Node):
             isolation.start_up(
                 declare(self, "isolation", "auto", isolation.PARAM_DOC),
                 declare(self, "min_isolation", "rlimits", isolation.MIN_PARAM_DOC),
+                [Path(data) / "code-cache"],
             )
         )
         self.data_dir = Path(data)
