@@ -208,6 +208,13 @@ def drill_rollout_work(
     row.episodes_lost = len(mid - fleet.finished_ids())
     if "calls" in box:
         row.notes.append(f"{len(fleet.finished_ids() - before)} episode rows written")
+    if "sim_cell" in fqn:  # the restarted cell rejoins: a goal for it alone runs on it
+        (c,) = call_action(
+            context, Rollout, "/rollout", [rollout_goal(1, seed + 50, [robot])], timeout=300
+        )
+        row.notes.append(
+            f"{robot} after restart: status {c.status}, {c.result.num_episodes} episode(s)"
+        )
     return row
 
 

@@ -31,6 +31,9 @@ def test_a_killed_sim_cell_is_restarted_and_the_goal_finishes(fleet, ros_context
     assert row.episodes_lost == 0
     assert "restarting in 1 s" in fleet.output()
     assert row.recovery_s is not None and row.recovery_s < 30
+    assert f"robot_1 after restart: status {GoalStatus.STATUS_SUCCEEDED}, 1 episode(s)" in (
+        row.notes
+    ), format_rows([row])
 
 
 def test_a_killed_env_node_is_restarted_and_the_goal_finishes(fleet, ros_context_module):
