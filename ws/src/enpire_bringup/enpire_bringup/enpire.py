@@ -110,44 +110,13 @@ def _reset_goal(robot: str, task: str, seed: int, mode: str):
 
 def run_resets(goals, server: str = "/reset", timeout: float = 60.0, progress=None):
     """Send Reset goals concurrently; return their results in order."""
-    import rclpy
-    from rclpy.action import ActionClient
-
     from enpire_msgs.action import Reset
 
-    rclpy.init()
-    node = rclpy.create_node("enpire_cli")
-    try:
-        client = ActionClient(node, Reset, server)
-        if not client.wait_for_server(timeout_sec=timeout):
-            raise TimeoutError(f"no Reset action server at {server} after {timeout:.0f} s")
+    def on_feedback(i, msg):
+        if progress:
+            progress(i, msg.feedback)
 
-        from enpire_env.goal_liveness import Liveness, send_goal, wait_result
-
-        def spin(dt: float) -> None:
-            rclpy.spin_once(node, timeout_sec=dt)
-
-        def on_feedback(i):
-            return lambda fb: progress and progress(i, fb.feedback)
-
-        lives = [Liveness(f"the Reset server {server}") for _ in goals]
-        handles = [
-            send_goal(client, g, lives[i], on_feedback(i), spin) for i, g in enumerate(goals)
-        ]
-        results = []
-        deadline = time.monotonic() + timeout
-        for i, handle in enumerate(handles):
-            if handle is None or not handle.accepted:
-                results.append(None)
-                continue
-            lives[i].beat()
-            rf = handle.get_result_async()
-            res = wait_result(rf, lives[i], deadline - time.monotonic(), handle, spin)
-            results.append(res.result if res else None)
-        return results
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    return _send_and_wait(Reset, server, goals, on_feedback, timeout, "enpire_cli")
 
 
 def _print_reset_result(robot: str, res) -> None:
@@ -321,27 +290,35 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _rollout_goal(args_or_kw: dict):
-    from enpire_msgs.action import Rollout
+def _policy_ref(kw: dict):
+    """The PolicyRef of the CLI's --policy/--repo/--commit/--module/--artifact/--agent."""
     from enpire_msgs.msg import PolicyRef
 
-    kw = dict(args_or_kw)
-    ref = PolicyRef(
+    return PolicyRef(
         name=kw.get("policy") or "", repo_path=kw.get("repo") or "",
         commit=kw.get("commit") or "", module=kw.get("module") or "",
         artifact=kw.get("artifact") or "", agent_id=kw.get("agent") or "",
     )  # fmt: skip
+
+
+def _rollout_goal(args_or_kw: dict):
+    from enpire_msgs.action import Rollout
+
+    kw = dict(args_or_kw)
     return Rollout.Goal(
-        policy=ref, task=kw.get("task") or "pusht", num_episodes=int(kw["episodes"]),
-        robot_ids=list(kw.get("robot_ids") or []), num_robots=int(kw.get("num_robots") or 0),
-        time_budget=float(kw.get("budget") or 0.0), seed=int(kw.get("seed", -1)),
-        agent_id=kw.get("agent") or "cli",
+        policy=_policy_ref(kw), task=kw.get("task") or "pusht",
+        num_episodes=int(kw["episodes"]), robot_ids=list(kw.get("robot_ids") or []),
+        num_robots=int(kw.get("num_robots") or 0), time_budget=float(kw.get("budget") or 0.0),
+        seed=int(kw.get("seed", -1)), agent_id=kw.get("agent") or "cli",
     )  # fmt: skip
 
 
-def _send_and_wait(action_type, server: str, goal, on_feedback, timeout: float, name: str):
-    """One goal from a fresh node: wait for the server, send (again if nobody answers), follow
-    feedback, fail within seconds when the server dies (:mod:`enpire_env.goal_liveness`)."""
+def _send_and_wait(
+    action_type, server: str, goals: list, on_feedback, timeout: float, name: str
+) -> list:
+    """Goals from a fresh node, sent together: wait for the server, send each (again if nobody
+    answers), pass feedback on as ``on_feedback(index, msg)``, fail within seconds when the
+    server dies (:mod:`enpire_env.goal_liveness`); the results in order (None: not accepted)."""
     import rclpy
     from rclpy.action import ActionClient
 
@@ -354,19 +331,27 @@ def _send_and_wait(action_type, server: str, goal, on_feedback, timeout: float, 
         kind = action_type.__name__
         if not client.wait_for_server(timeout_sec=min(timeout, 60.0)):
             raise TimeoutError(f"no {kind} action server at {server}")
-        life = Liveness(f"the {kind} server {server}")
 
         def spin(dt: float) -> None:
             rclpy.spin_once(node, timeout_sec=dt)
 
         deadline = time.monotonic() + timeout
-        handle = send_goal(client, goal, life, on_feedback, spin)
-        if handle is None or not handle.accepted:
-            return None
-        got = wait_result(
-            handle.get_result_async(), life, deadline - time.monotonic(), handle, spin
-        )
-        return got.result if got else None
+        lives = [Liveness(f"the {kind} server {server}") for _ in goals]
+        handles = [
+            send_goal(client, g, lives[i], lambda msg, i=i: on_feedback(i, msg), spin)
+            for i, g in enumerate(goals)
+        ]
+        results = []
+        for life, handle in zip(lives, handles, strict=True):
+            if handle is None or not handle.accepted:
+                results.append(None)
+                continue
+            life.beat()
+            got = wait_result(
+                handle.get_result_async(), life, deadline - time.monotonic(), handle, spin
+            )
+            results.append(got.result if got else None)
+        return results
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -380,7 +365,7 @@ def run_rollout(goal, server: str = "/rollout", timeout: float = 3600.0, label: 
 
     bar = tqdm(total=goal.num_episodes, desc=label or goal.policy.name or "rollout", unit="ep")
 
-    def on_feedback(msg):
+    def on_feedback(_i, msg):
         fb = msg.feedback
         bar.n = fb.episodes_done
         busy = sum(1 for r in fb.robots if r.phase != "idle")
@@ -388,7 +373,9 @@ def run_rollout(goal, server: str = "/rollout", timeout: float = 3600.0, label: 
         bar.refresh()
 
     try:
-        res = _send_and_wait(Rollout, server, goal, on_feedback, timeout, "enpire_cli_rollout")
+        (res,) = _send_and_wait(
+            Rollout, server, [goal], on_feedback, timeout, "enpire_cli_rollout"
+        )
         if res is not None:
             bar.n = res.num_episodes
             bar.refresh()
@@ -405,7 +392,7 @@ def run_train(goal, server: str = "/train", timeout: float = 7200.0):
 
     bar = tqdm(total=100, desc=goal.recipe, unit="%")
 
-    def on_feedback(msg):
+    def on_feedback(_i, msg):
         fb = msg.feedback
         bar.n = int(round(100 * fb.progress))
         bar.set_postfix(
@@ -414,7 +401,8 @@ def run_train(goal, server: str = "/train", timeout: float = 7200.0):
         bar.refresh()
 
     try:
-        return _send_and_wait(Train, server, goal, on_feedback, timeout, "enpire_cli_train")
+        (res,) = _send_and_wait(Train, server, [goal], on_feedback, timeout, "enpire_cli_train")
+        return res
     finally:
         bar.close()
 
@@ -422,9 +410,8 @@ def run_train(goal, server: str = "/train", timeout: float = 7200.0):
 def cmd_train(args) -> int:
     from enpire_msgs.action import Train
 
-    ref = _rollout_goal({**vars(args), "episodes": 1}).policy
     goal = Train.Goal(
-        recipe=args.recipe, policy=ref, task=args.task,
+        recipe=args.recipe, policy=_policy_ref(vars(args)), task=args.task,
         episode_ids=[e for e in args.episode_ids.split(",") if e],
         datasets=[d for d in args.datasets.split(",") if d],
         hyperparameters=args.hyperparameters, time_budget=args.time_budget, device=args.device,

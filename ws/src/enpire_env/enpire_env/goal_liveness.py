@@ -34,10 +34,8 @@ class FeedbackKeepalive:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="keepalive")
 
-    def publish(self, feedback=None) -> None:
+    def publish(self) -> None:
         with self._lock:
-            if feedback is not None:
-                self.feedback = feedback
             if self._stop.is_set():
                 return
             try:

@@ -182,6 +182,48 @@ class NodeProcess:
         self.stop()
 
 
+def one_cell(time_scale: float, robot: str = "robot_0") -> dict[str, NodeProcess]:
+    """The robot side of a one-robot fleet: a simulated cell (small, slow camera: cheap), its
+    safety filter and an env_node."""
+    return {
+        "cell": NodeProcess(
+            "enpire_env.sim_cell_node",
+            [
+                "-r",
+                f"__ns:=/{robot}",
+                "-p",
+                f"time_scale:={time_scale}",
+                "-p",
+                "camera_hz:=2.0",
+                "-p",
+                "camera_size:=64",
+            ],
+        ),
+        "safety": NodeProcess("enpire_env.safety_filter_node", ["-r", f"__ns:=/{robot}"]),
+        "env": NodeProcess("enpire_env.env_node", ["-p", f"robots:=[{robot}]"]),
+    }
+
+
+def rollout_node(data, time_scale: float, *params: str, robots=("robot_0",)) -> NodeProcess:
+    """A rollout node for ``robots`` with ``data`` as data_dir and no video, plus ``params``
+    (``name:=value``)."""
+    args = [
+        "-p",
+        f"robots:=[{', '.join(robots)}]",
+        "-p",
+        f"data_dir:={data}",
+        "-p",
+        f"time_scale:={time_scale}",
+        "-p",
+        "video_size:=0",
+        "-p",
+        "mcap_image_every:=0",
+    ]
+    for p in params:
+        args += ["-p", p]
+    return NodeProcess("enpire_rollout.rollout_node", args)
+
+
 @contextlib.contextmanager
 def running(procs: dict[str, NodeProcess], ready: str = "ready", timeout: float = 60.0):
     """Wait until every node says ``ready``; on exit stop them all (including any the test

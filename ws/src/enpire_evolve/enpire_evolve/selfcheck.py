@@ -33,7 +33,7 @@ def run_selfcheck(
     scratch_path = scratch_dir(SCRATCH_PREFIX)
     scratch = str(scratch_path.resolve())
     hide = [*hidden, os.path.expanduser("~"), str(tree.parent)]
-    conf = isolation.Confinement(level, isolation.readable_paths([str(tree)], hide), [scratch])
+    conf = isolation.Confinement.for_child(level, str(tree), hide, scratch)
     env = isolation.child_env(
         [str(tree), *sys.path[1:]], scratch, {"ENPIRE_CONFINE": conf.to_json()}
     )
@@ -61,17 +61,12 @@ def run_selfcheck(
 
 
 def main() -> int:
-    import numpy  # noqa: F401 - trusted imports before confinement
     import pytest
 
-    from enpire_policy import sandbox_worker
+    from enpire_policy.sandbox_worker import guard
 
     tree, scratch = sys.argv[1], sys.argv[2]
-    conf = isolation.Confinement.from_json(os.environ.pop("ENPIRE_CONFINE"))
-    conf.apply()
-    sandbox_worker._ALLOWED.extend([os.path.realpath(scratch)])
-    sandbox_worker._READABLE.extend(os.path.realpath(p) for p in conf.readable)
-    sys.addaudithook(sandbox_worker._audit)
+    guard(os.environ.pop("ENPIRE_CONFINE"), scratch)
     return int(pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-x", tree]))
 
 

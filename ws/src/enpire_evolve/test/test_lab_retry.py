@@ -12,7 +12,7 @@ import pytest
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
-from enpire_env.testing import NodeProcess, running
+from enpire_env.testing import one_cell, rollout_node, running
 from enpire_evolve.evolve_node import RosLab
 from enpire_rollout.ledger import Ledger
 
@@ -20,48 +20,13 @@ pytestmark = pytest.mark.xdist_group("lab_retry_graph")
 
 
 def _rollout_node(data):
-    return NodeProcess(
-        "enpire_rollout.rollout_node",
-        [
-            "-p",
-            "robots:=[robot_0]",
-            "-p",
-            f"data_dir:={data}",
-            "-p",
-            "time_scale:=8.0",
-            "-p",
-            "video_size:=0",
-            "-p",
-            "mcap_image_every:=0",
-            "-p",
-            "reset_mode:=teleport",
-            "-p",
-            "max_steps:=60",
-        ],
-    )
+    return rollout_node(data, 8.0, "reset_mode:=teleport", "max_steps:=60")
 
 
 @pytest.fixture(scope="module")
 def fleet(ros_domain_module, ros_context_module, tmp_path_factory):
     data = tmp_path_factory.mktemp("lab-retry")
-    procs = {
-        "cell": NodeProcess(
-            "enpire_env.sim_cell_node",
-            [
-                "-r",
-                "__ns:=/robot_0",
-                "-p",
-                "time_scale:=8.0",
-                "-p",
-                "camera_hz:=2.0",
-                "-p",
-                "camera_size:=64",
-            ],
-        ),
-        "safety": NodeProcess("enpire_env.safety_filter_node", ["-r", "__ns:=/robot_0"]),
-        "env": NodeProcess("enpire_env.env_node", ["-p", "robots:=[robot_0]"]),
-        "rollout": _rollout_node(data),
-    }
+    procs = {**one_cell(8.0), "rollout": _rollout_node(data)}
     with running(procs):
         yield procs, data
 

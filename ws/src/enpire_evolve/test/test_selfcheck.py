@@ -65,3 +65,23 @@ def test_hostile_tests_are_refused(name, tmp_path, targets):
     assert not ok, out  # the attack raised: the test failed, naming why
     assert "PermissionError" in out or "not permitted" in out, out
     assert not (tree / "tests" / "planted.txt").exists()
+
+
+@pytest.mark.skipif(BEST == "rlimits", reason="no OS isolation layer on this machine")
+def test_the_tests_run_under_the_os_layers(tmp_path, targets):
+    """Not only the audit hook: the kernel filters are on in the tests' process, and at
+    `namespace` the ledger does not even exist there (stat is not something the hook sees)."""
+    tree = tree_with_test(
+        tmp_path,
+        f"""
+        import os
+
+        def test_confined():
+            status = open("/proc/self/status").read()
+            assert "Seccomp:\\t2" in status, status
+            if {BEST!r} == "namespace":
+                assert not os.path.exists({str(targets.ledger)!r})
+        """,
+    )
+    ok, out = run_selfcheck(tree, 60, hidden=[str(targets.data_dir)])
+    assert ok, out

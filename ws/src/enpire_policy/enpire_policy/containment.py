@@ -5,7 +5,7 @@ action and a Train recipe) and by ``bench/containment.py``.
     targets = Targets.create(tmp_path)          # files, a ledger, a TCP server, a sleeper
     src = ROUTES["os_system"].source(targets)  # policy code to commit in a git repo
     ...run it...
-    targets.escaped("os_system")                # what the route changed, or "" if nothing
+    targets.escaped()                           # what the route changed, or "" if nothing
 
 Every route does its harm in ``act()``; a route that is not refused makes ``act()`` return an
 ordinary action, so an escape also shows as an episode that did not fail.
@@ -146,7 +146,7 @@ ROUTES: dict[str, Route] = {
             "s.sendall(b'escaped')",
             "s.close()",
         ),
-        _r("kill_process", "SIGKILL another process", "os.kill(VICTIM, 9)", dangerous=True),
+        _r("kill_process", "SIGKILL another process", "os.kill(VICTIM, 9)"),  # our own sleeper
         _r("fork_bomb", "fork bomb", "while True:", "    os.fork()", dangerous=True),
         _r("memory", "allocate 8 GB", "b = bytearray(8 << 30)"),
         _r("endless_loop", "endless loop", "while True:", "    pass"),

@@ -257,24 +257,26 @@ def _under(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
+@functools.lru_cache(maxsize=1)
+def _base_readable() -> tuple[str, ...]:
+    """The candidates of :func:`readable_paths` that are the same for every child of this
+    process (walking the symlink-install trees once, not at every worker start)."""
+    ament = os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)
+    cands = [*_SYSTEM_READ, sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path[1:], *ament]
+    return tuple(cands + _symlink_targets([*sys.path[1:], *ament]))
+
+
 def readable_paths(extra: list[str] = (), hidden: list[str] = ()) -> list[str]:
     """Read-only paths a confined Python needs: the system libraries, the Python installation,
     the venv, enpire's installed packages (AMENT_PREFIX_PATH) and sys.path entries, minus any
     that would expose a ``hidden`` path (data_dir, $HOME, ...) or the whole filesystem."""
     hidden = [os.path.realpath(h) for h in hidden if h]
-    cands = [*_SYSTEM_READ, sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path[1:]]
-    cands += os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)
-    cands += _symlink_targets(
-        [*sys.path[1:], *os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)]
-    )
     out: list[str] = []
-    for p in [*cands, *extra]:
+    for p in [*_base_readable(), *extra]:
         if not p or not os.path.exists(p):
             continue
         real = os.path.realpath(p)
-        if real == "/" or any(
-            h == real or h.startswith(real.rstrip(os.sep) + os.sep) for h in hidden
-        ):
+        if real == "/" or any(_under(h, [real]) for h in hidden):
             continue  # an ancestor of something hidden would expose it
         for q in dict.fromkeys((os.path.abspath(p), real)):
             if q not in out:
@@ -462,18 +464,13 @@ class Confinement:
         d = json.loads(text)
         return cls(d["level"], list(d["readable"]), list(d["writable"]))
 
+    @classmethod
+    def for_child(cls, level: str, code: str, hidden: list[str], scratch: str) -> Confinement:
+        """A child that reads ``code`` (and what Python needs) and writes only ``scratch``."""
+        return cls(level, readable_paths([code], hidden), [scratch])
+
     def apply(self) -> None:
         confine(self.level, self.readable, self.writable)
 
     def command(self, argv: list[str], cwd: str) -> list[str]:
         return wrap(argv, self.level, self.readable, self.writable, cwd)
-
-
-def main() -> int:
-    """``python -m enpire_policy.isolation``: print the probed levels."""
-    print(probe().describe())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -234,8 +234,9 @@ class SandboxedPolicy:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         scratch = str(self.scratch.resolve())
         pythonpath = [str(self.code_dir), *sys.path[1:]]
-        readable = isolation.readable_paths([str(self.code_dir)], self.hidden)
-        self.confinement = isolation.Confinement(self.level, readable, [scratch])
+        self.confinement = isolation.Confinement.for_child(
+            self.level, str(self.code_dir), self.hidden, scratch
+        )
         argv = [sys.executable, "-m", "enpire_policy.sandbox_worker", str(req_r), str(resp_w)]
         self.proc = subprocess.Popen(
             self.confinement.command(argv, scratch),
@@ -360,9 +361,6 @@ class SandboxedPolicy:
         if code is not None and code < 0:
             sig = signal.Signals(-code).name
             kind = "memory" if sig == "SIGKILL" else "crash"
-            if sig == "SIGSYS":
-                return PolicyError("forbidden", "the policy made a system call the sandbox "
-                                   "forbids (killed by SIGSYS)")  # fmt: skip
             if sig == "SIGXCPU":
                 return PolicyError("timeout", f"CPU-time limit of {self.cpu_seconds} s exceeded")
             return PolicyError(kind, f"the policy worker was killed by {sig}")

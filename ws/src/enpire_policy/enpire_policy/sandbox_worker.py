@@ -147,6 +147,22 @@ def _audit(event: str, args: tuple) -> None:
         _refuse(f"call {args[1]}() through ctypes")
 
 
+def guard(confine_json: str, scratch: str, audit_hook: bool = True) -> None:
+    """Confine this process (:class:`enpire_policy.isolation.Confinement`) and, unless told not
+    to, add the audit hook that names refused calls; call it after the trusted imports and
+    before any agent code (policy workers and the agent tree's self-check tests alike)."""
+    import numpy  # noqa: F401 - trusted imports before confinement
+
+    from enpire_policy.isolation import Confinement
+
+    conf = Confinement.from_json(confine_json)
+    conf.apply()
+    if audit_hook:
+        _ALLOWED.append(os.path.realpath(scratch))
+        _READABLE.extend(os.path.realpath(p) for p in conf.readable)
+        sys.addaudithook(_audit)
+
+
 def _where(exc: BaseException, code_dir: str) -> tuple[str, int]:
     if isinstance(exc, SyntaxError) and exc.filename:
         return exc.filename, int(exc.lineno or 0)
@@ -216,16 +232,7 @@ def main() -> None:
             if op == "load":
                 code_dir = os.path.realpath(msg["code_dir"])
                 sys.path.insert(0, code_dir)
-                import numpy  # noqa: F401 - trusted imports before confinement
-
-                from enpire_policy.isolation import Confinement
-
-                conf = Confinement.from_json(msg["confine"])
-                conf.apply()
-                if msg.get("audit_hook", True):
-                    _ALLOWED.extend([os.path.realpath(msg["scratch"])])
-                    _READABLE.extend(os.path.realpath(p) for p in conf.readable)
-                    sys.addaudithook(_audit)
+                guard(msg["confine"], msg["scratch"], msg.get("audit_hook", True))
                 stage = "import"
                 mod = importlib.import_module(msg["module"])
                 stage = "exception"

@@ -179,11 +179,12 @@ class RobotLink:
             self._record(rec, obs, action, video_size)
             last = seconds_from_stamp(js.header.stamp)
             tick, js = self.wait_tick(tick, cell_timeout)
+            now = seconds_from_stamp(js.header.stamp)
             # a restarted cell's clock starts again from 0 (messages may also come a tick out
             # of order: that is not a restart)
-            if seconds_from_stamp(js.header.stamp) < last - 1.0:
+            if now < last - 1.0:
                 raise CellLostError(f"{self.robot_id} restarted mid-episode (its clock went back)")
-            step = max(step, int(round((seconds_from_stamp(js.header.stamp) - t0) / dt)))
+            step = max(step, int(round((now - t0) / dt)))
         rec.steps = min(step, max_steps)
         rec.robot_seconds = seconds_from_stamp(js.header.stamp) - t0
 

@@ -556,7 +556,7 @@ class RolloutNode(Node):
             seed=int(r.seed),
             outcome=OUTCOME.get(r.outcome, 1),
             success=r.success,
-            steps=max(0, int(r.steps)),
+            steps=int(r.steps),
             final_reward=float(r.final_reward),
             max_reward=float(r.max_reward),
             robot_seconds=float(r.robot_seconds),

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from action_msgs.msg import GoalStatus
 
-from enpire_env.testing import NodeProcess, call_action, running
+from enpire_env.testing import NodeProcess, call_action, one_cell, rollout_node, running
 from enpire_msgs.action import Rollout, Train
 from enpire_msgs.msg import EpisodeResult, PolicyRef
 from enpire_policy.containment import ROUTES, Targets
@@ -28,41 +28,9 @@ EXPECTED = {"memory": "memory", "endless_loop": "timeout", "nan_action": "action
 def lab(ros_domain_module, ros_context_module, tmp_path_factory):
     data = tmp_path_factory.mktemp("containment-data")
     procs = {
-        "cell": NodeProcess(
-            "enpire_env.sim_cell_node",
-            [
-                "-r",
-                "__ns:=/robot_0",
-                "-p",
-                "time_scale:=8.0",
-                "-p",
-                "camera_hz:=2.0",
-                "-p",
-                "camera_size:=64",
-            ],
-        ),
-        "safety": NodeProcess("enpire_env.safety_filter_node", ["-r", "__ns:=/robot_0"]),
-        "env": NodeProcess("enpire_env.env_node", ["-p", "robots:=[robot_0]"]),
-        "rollout": NodeProcess(
-            "enpire_rollout.rollout_node",
-            [
-                "-p",
-                "robots:=[robot_0]",
-                "-p",
-                f"data_dir:={data}",
-                "-p",
-                "time_scale:=8.0",
-                "-p",
-                "video_size:=0",
-                "-p",
-                "mcap_image_every:=0",
-                "-p",
-                "reset_mode:=teleport",
-                "-p",
-                "step_timeout:=2.0",
-                "-p",
-                "max_steps:=20",
-            ],
+        **one_cell(8.0),
+        "rollout": rollout_node(
+            data, 8.0, "reset_mode:=teleport", "step_timeout:=2.0", "max_steps:=20"
         ),
         "train": NodeProcess(
             "enpire_policy.train_node", ["-p", f"artifacts_dir:={data / 'artifacts'}"]

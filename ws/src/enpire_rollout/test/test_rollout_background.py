@@ -7,7 +7,7 @@ import time
 import pytest
 from action_msgs.msg import GoalStatus
 
-from enpire_env.testing import NodeProcess, call_action, running
+from enpire_env.testing import call_action, one_cell, rollout_node, running
 from enpire_msgs.action import Rollout
 from enpire_msgs.msg import PolicyRef
 from enpire_rollout.ledger import Ledger
@@ -18,17 +18,7 @@ pytestmark = pytest.mark.xdist_group("rollout_background_graph")
 @pytest.fixture(scope="module")
 def fleet(ros_domain_module, ros_context_module, tmp_path_factory):
     data = tmp_path_factory.mktemp("bg-data")
-    procs = {
-        "cell": NodeProcess("enpire_env.sim_cell_node", [
-            "-r", "__ns:=/robot_0", "-p", "time_scale:=4.0", "-p", "camera_hz:=2.0",
-            "-p", "camera_size:=64"]),
-        "safety": NodeProcess("enpire_env.safety_filter_node", ["-r", "__ns:=/robot_0"]),
-        "env": NodeProcess("enpire_env.env_node", ["-p", "robots:=[robot_0]"]),
-        "rollout": NodeProcess("enpire_rollout.rollout_node", [
-            "-p", "robots:=[robot_0]", "-p", f"data_dir:={data}", "-p", "time_scale:=4.0",
-            "-p", "video_size:=0", "-p", "mcap_image_every:=0",
-            "-p", "background_policy:=naive"]),
-    }  # fmt: skip
+    procs = {**one_cell(4.0), "rollout": rollout_node(data, 4.0, "background_policy:=naive")}
     with running(procs):
         yield procs, data
 
