@@ -17,7 +17,7 @@ from enpire_env.goal_liveness import FeedbackKeepalive
 from enpire_env.kinematics import So101Kinematics
 from enpire_env.moveit_backend import make_line_planner
 from enpire_env.moveit_config import MoveItConfigError
-from enpire_env.node_utils import declare, run_node
+from enpire_env.node_utils import StreamNode, declare, run_node
 from enpire_env.reset_core import (
     ResetError,
     ResetErrorCode,
@@ -89,8 +89,9 @@ class EnvNode(Node):
             self.get_logger().fatal(f"cannot set up the reset backend: {e}")
             raise SystemExit(f"env_node: {e}") from None
         self._routine = PickPlaceReset(kin, cell_cfg, pp_cfg, planner)
+        self._streams = StreamNode(self)
         self._ports = {
-            r: RosCellPort(self, r, group, goal_tolerance, cell_timeout)
+            r: RosCellPort(self, r, group, goal_tolerance, cell_timeout, self._streams.node)
             for r in self.get_parameter("robots").value
         }
         self._server = ActionServer(
@@ -165,7 +166,8 @@ class EnvNode(Node):
             return goal_handle.is_cancel_requested or port.estop or late()
 
         try:
-            outcome = self._routine.run(plan, port, publish, canceled)
+            with port.streaming():
+                outcome = self._routine.run(plan, port, publish, canceled)
         except CellUnavailableError as e:
             outcome = ResetOutcome(False, ResetErrorCode.CELL_UNAVAILABLE, str(e))
         except NotImplementedError as e:
@@ -200,6 +202,10 @@ class EnvNode(Node):
         result.wall_seconds = time.monotonic() - t0
         goal_handle.succeed()
         return result
+
+    def destroy_node(self) -> None:
+        self._streams.close()
+        super().destroy_node()
 
     def _abort(self, goal_handle, result, code: ResetErrorCode, msg: str, t0: float):
         self.get_logger().warning(f"reset failed ({code.name}): {msg}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 from rclpy.callback_groups import CallbackGroup
@@ -14,10 +15,14 @@ from std_msgs.msg import Bool
 from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.kinematics import GRIPPER_INDEX, JOINT_NAMES
-from enpire_env.node_utils import joint_positions
+from enpire_env.node_utils import joint_positions, transient_subscription
 from enpire_env.reset_routine import CellPort
 from enpire_env.ros_conversions import make_trajectory, msg_to_image, seconds_from_stamp
 from enpire_msgs.srv import TeleportBlock
+
+# Wall seconds the first message after subscribing may take: endpoint discovery (fast on an
+# idle host, seconds on a loaded one). Later gaps longer than cell_timeout mean a dead cell.
+DISCOVERY_TIMEOUT = 10.0
 
 
 class CellUnavailableError(RuntimeError):
@@ -32,8 +37,10 @@ class RosCellPort(CellPort):
         group: CallbackGroup,
         goal_tolerance: float = 0.02,
         cell_timeout: float = 5.0,
+        streams: Node | None = None,
     ):
         self.node = node
+        self.streams = streams or node  # where the joint state and camera subscriptions live
         self.robot_id = robot_id
         self.group = group
         self.goal_tolerance = goal_tolerance
@@ -44,23 +51,32 @@ class RosCellPort(CellPort):
         self._wall = 0.0
         self._estop = False
         self._image: Image | None = None
-        ns = f"/{robot_id}"
+        ns = self._ns = f"/{robot_id}"
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._traj_pub = node.create_publisher(
             JointTrajectory, f"{ns}/arm_controller/joint_trajectory", reliable
-        )
-        node.create_subscription(
-            JointState, f"{ns}/joint_states", self._on_joints, reliable, callback_group=group
-        )
-        # a camera publishes continuously; frames are converted only when one is needed
-        node.create_subscription(
-            Image, f"{ns}/camera/image_raw", self._on_image, 2, callback_group=group
         )
         for topic in (f"{ns}/emergency_stop", "/emergency_stop"):
             node.create_subscription(Bool, topic, self._on_estop, 10, callback_group=group)
         self._teleport = node.create_client(
             TeleportBlock, f"{ns}/sim/teleport", callback_group=group
         )
+
+    # --- streams, subscribed only while a reset needs them --------------------------------
+    @contextmanager
+    def streaming(self):
+        """Joint states flow in (and are paid for) only inside this block: an idle fleet's EN
+        node receives nothing. Camera frames are subscribed to per ``camera_image`` call."""
+        with self._cv:
+            self._q, self._t = None, -1.0
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        sub = transient_subscription(
+            self.streams, JointState, f"{self._ns}/joint_states", self._on_joints, reliable, None
+        )
+        try:
+            yield self
+        finally:
+            self.streams.destroy_subscription(sub)
 
     # --- inputs -------------------------------------------------------------------------
     def _on_joints(self, msg: JointState) -> None:
@@ -88,7 +104,7 @@ class RosCellPort(CellPort):
         """Wait until predicate() holds, up to timeout_cell seconds of cell time."""
         with self._cv:
             if self._q is None and not self._cv.wait_for(
-                lambda: self._q is not None, self.cell_timeout
+                lambda: self._q is not None, max(self.cell_timeout, DISCOVERY_TIMEOUT)
             ):
                 raise CellUnavailableError(f"no joint_states from {self.robot_id}")
             t_end = self._t + timeout_cell
@@ -130,16 +146,26 @@ class RosCellPort(CellPort):
             self._cv.notify_all()
 
     def camera_image(self) -> np.ndarray:
-        """The first frame taken at or after the current cell time."""
+        """The first frame taken at or after the current cell time. The camera is subscribed
+        to for this frame only, so a simulated cell renders nothing nobody looks at."""
         t_req = self.cell_time()
-        deadline = time.monotonic() + self.cell_timeout
         with self._cv:
-            while self._image is None or seconds_from_stamp(self._image.header.stamp) < t_req:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise CellUnavailableError(f"no camera image from {self.robot_id}")
-                self._cv.wait(left)
-            msg = self._image
+            self._image = None
+        sub = transient_subscription(
+            self.streams, Image, f"{self._ns}/camera/image_raw", self._on_image, 2, None
+        )
+        # the first message after subscribing waits for endpoint discovery too
+        deadline = time.monotonic() + max(self.cell_timeout, DISCOVERY_TIMEOUT)
+        try:
+            with self._cv:
+                while self._image is None or seconds_from_stamp(self._image.header.stamp) < t_req:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise CellUnavailableError(f"no camera image from {self.robot_id}")
+                    self._cv.wait(left)
+                msg = self._image
+        finally:
+            self.streams.destroy_subscription(sub)
         return msg_to_image(msg)
 
     def stop(self) -> None:

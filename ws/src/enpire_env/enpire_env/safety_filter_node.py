@@ -105,6 +105,8 @@ class SafetyFilterNode(Node):
             )
         elif verdict.notes:  # clipped or slowed down: counted in safety/status
             self.get_logger().debug("; ".join(verdict.notes), throttle_duration_sec=1)
+        else:
+            return  # a plain forward: counted in the next periodic status
         self._publish_status()
 
     def _on_estop(self, msg: Bool) -> None:
@@ -133,7 +135,7 @@ class SafetyFilterNode(Node):
 
 
 def main(args=None) -> None:
-    run_node(SafetyFilterNode, 2, args)
+    run_node(SafetyFilterNode, 1, args)  # quick callbacks only
 
 
 if __name__ == "__main__":

@@ -216,6 +216,22 @@ class PushTCell:
         return bool(np.all(np.abs(target - self.q)[:GRIPPER] <= tol))
 
     # --- simulation ---------------------------------------------------------------------
+    def settled(self) -> bool:
+        """Nothing moves: the arm is at the end of its trajectory and block and pusher rest."""
+        if self._traj and self.t - self._traj_t0 < self._traj[-1][0]:
+            return False
+        b, a = self.env.block, self.env.agent
+        return (
+            not np.any(np.abs(self.dq) > 1e-9)
+            and b.velocity.length < 1e-3
+            and abs(b.angular_velocity) < 1e-4
+            and a.velocity.length < 1e-3
+        )
+
+    def advance(self) -> None:
+        """One control period of a settled cell: time passes, nothing moves (no physics)."""
+        self.t += self.dt
+
     def step(self) -> dict:
         """Advance one control period (1 / control_hz s of cell time)."""
         self.t += self.dt  # the set-point is the one due at the end of this period

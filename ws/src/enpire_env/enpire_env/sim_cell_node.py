@@ -23,6 +23,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.kinematics import JOINT_NAMES, So101Kinematics
@@ -65,8 +66,20 @@ class SimCellNode(Node):
         self.lockstep_window = declare(
             self, "lockstep_window", 0.25, "A stream is active this long after a command [cell s]."
         )
+        self.idle_after = declare(
+            self, "idle_after", 2.0,
+            "Cell seconds after the last command or teleport at which a cell at rest goes "
+            "idle: no physics steps, topics at idle_publish_hz (an idle fleet costs next to "
+            "nothing). Commands wake it at once.",
+        )  # fmt: skip
+        self.idle_publish_hz = declare(
+            self, "idle_publish_hz", 5.0, "Publish rate of an idle cell [wall Hz]; 0 = never idle."
+        )
         self._cmd_event = threading.Event()
         self._last_cmd_t = -1e9
+        self._last_activity_t = 0.0
+        self._last_publish = 0.0
+        self._idle_since: float | None = None  # wall time the idle clock is synced to
         if self.perception not in ("model", "camera", "off"):
             raise ValueError(f"perception must be model, camera or off, not {self.perception!r}")
         self._perception_rng = np.random.default_rng(seed + 7919)
@@ -121,6 +134,7 @@ class SimCellNode(Node):
             span = msg.points[-1].time_from_start if msg.points else None
             streamed = span is not None and span.sec + span.nanosec * 1e-9 <= self.lockstep_window
             self._last_cmd_t = self.cell.t if streamed else -1e9
+            self._last_activity_t = self.cell.t
             self._cmd_event.set()
             if not msg.points:  # as joint_trajectory_controller: an empty trajectory stops
                 self.cell.hold()
@@ -144,6 +158,8 @@ class SimCellNode(Node):
             return resp
         with self._lock:
             self.cell.teleport(pose)
+            self._last_activity_t = self.cell.t
+        self._cmd_event.set()
         resp.success, resp.message = True, "teleported"
         return resp
 
@@ -152,15 +168,27 @@ class SimCellNode(Node):
         period = self.cell.dt / self.time_scale
         next_t = time.monotonic()
         while not self._stop.is_set() and self.context.ok():
+            idle = False
             try:
                 self._cmd_event.clear()
-                self._step_and_publish()
+                idle = self._idle()
+                if idle:
+                    self._idle_step(period)
+                else:
+                    self._idle_since = None
+                    self._step_and_publish()
                 if self.lockstep and self.cell.t - self._last_cmd_t <= self.lockstep_window:
                     self._cmd_event.wait(self.lockstep_timeout)
             except Exception as e:  # noqa: BLE001 - keep the cell alive, say what happened
                 if not self.context.ok():
                     return  # shutting down
                 self.get_logger().error(f"cell step failed: {e!r}")
+            if idle:  # sleep until the next publish; a command wakes the cell at once
+                self._cmd_event.wait(
+                    self._last_publish + 1.0 / self.idle_publish_hz - time.monotonic()
+                )
+                next_t = time.monotonic()
+                continue
             next_t += period
             delay = next_t - time.monotonic()
             if delay > 0:
@@ -168,25 +196,68 @@ class SimCellNode(Node):
             elif delay < -10 * period:
                 next_t = time.monotonic()  # fell behind: do not try to catch up in a burst
 
+    def _idle(self) -> bool:
+        """At rest since idle_after cell seconds with no command: nothing to simulate."""
+        with self._lock:
+            return (
+                self.idle_publish_hz > 0
+                and self.cell.t - self._last_activity_t > self.idle_after
+                and self.cell.settled()
+            )
+
+    def _idle_step(self, period: float) -> None:
+        """The clock of an idle cell catches up with wall time (no physics: nothing moves)."""
+        now = time.monotonic()
+        if self._idle_since is None:
+            self._idle_since = now - period
+        steps = int((now - self._idle_since) / period)
+        self._idle_since += steps * period
+        with self._lock:
+            for _ in range(steps):
+                self.cell.advance()
+        if now - self._last_publish >= 1.0 / self.idle_publish_hz:
+            self._publish_state()
+
     def _step_and_publish(self) -> None:
         with self._lock:
             self.cell.step()
+        self._publish_state()
+
+    def _publish_state(self) -> None:
+        self._last_publish = time.monotonic()
+        with self._lock:
             self._steps += 1
             t = self.cell.t
             q, dq = self.cell.q.tolist(), self.cell.dq.tolist()
-            gt = self.cell.ground_truth()
             rejected, clipped = self.cell.rejected_commands, self.cell.clipped_commands
+            # nothing is rendered, estimated or sent that nobody subscribes to
+            perceive = self.pose_pub.get_subscription_count() > 0
+            truth = self.truth_pub.get_subscription_count() > 0
+            gt = self.cell.ground_truth() if perceive or truth else {}
             img = None
             camera_tick = self._steps % self._camera_every == 0
             if camera_tick and (
-                self.image_pub.get_subscription_count() or self.perception == "camera"
+                self.image_pub.get_subscription_count()
+                or (perceive and self.perception == "camera")
             ):
                 img = self.cell.render(self.camera_size)
         stamp = stamp_from_seconds(t)
-        self.clock_pub.publish(Clock(clock=stamp))
+        if self.clock_pub.get_subscription_count():
+            self.clock_pub.publish(Clock(clock=stamp))
         js = JointState(name=list(JOINT_NAMES), position=q, velocity=dq)
         js.header.stamp = stamp
         self.joint_pub.publish(js)
+        if truth:
+            self._publish_truth(gt, t, stamp, rejected, clipped)
+        if perceive:
+            self._publish_pose(gt, img, stamp)
+        if img is not None and self.image_pub.get_subscription_count():
+            msg = image_to_msg(img)
+            msg.header.stamp = stamp
+            msg.header.frame_id = "camera"
+            self.image_pub.publish(msg)
+
+    def _publish_truth(self, gt: dict, t: float, stamp, rejected: int, clipped: int) -> None:
         truth = SimGroundTruth(
             cell_time=t,
             block_pose=[float(v) for v in gt["block_pose"]],
@@ -200,6 +271,9 @@ class SimCellNode(Node):
         )
         truth.header.stamp = stamp
         self.truth_pub.publish(truth)
+
+    def _publish_pose(self, gt: dict, img, stamp) -> None:
+        header = Header(stamp=stamp)
         pose = None
         if self.perception == "model":
             pose = np.asarray(gt["block_pose"]) + self._perception_rng.normal(
@@ -212,19 +286,14 @@ class SimCellNode(Node):
             est = estimate_block_pose(img)
             pose, mismatch = (None, 1.0) if est is None else (est.pose, est.mismatch)
             if est is None:
-                self.pose_pub.publish(BlockPose(header=truth.header, visible=False,
+                self.pose_pub.publish(BlockPose(header=header, visible=False,
                                                 source="camera"))  # fmt: skip
         if pose is not None:
             self.pose_pub.publish(
-                BlockPose(header=truth.header, visible=True, x=float(pose[0]),
+                BlockPose(header=header, visible=True, x=float(pose[0]),
                           y=float(pose[1]), theta=float(pose[2]), mismatch=float(mismatch),
                           source="sim_model" if self.perception == "model" else "camera")
             )  # fmt: skip
-        if img is not None and self.image_pub.get_subscription_count():
-            msg = image_to_msg(img)
-            msg.header.stamp = stamp
-            msg.header.frame_id = "camera"
-            self.image_pub.publish(msg)
 
     def destroy_node(self) -> None:
         self._stop.set()
@@ -233,7 +302,7 @@ class SimCellNode(Node):
 
 
 def main(args=None) -> None:
-    run_node(SimCellNode, 3, args)
+    run_node(SimCellNode, 1, args)  # quick callbacks; the cell loop has its own thread
 
 
 if __name__ == "__main__":

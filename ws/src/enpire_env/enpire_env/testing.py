@@ -235,7 +235,8 @@ def running(procs: dict[str, NodeProcess], ready: str = "ready", timeout: float 
     finally:
         for p in procs.values():
             p.stop()
-        print("\n".join(f"--- {k}\n{p.output[-2500:]}" for k, p in procs.items()))
+        tail = int(os.environ.get("ENPIRE_TEST_LOG_TAIL", "2500"))
+        print("\n".join(f"--- {k}\n{p.output[-tail:]}" for k, p in procs.items()))
 
 
 class ActionCall:

@@ -16,8 +16,9 @@ from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.kinematics import JOINT_NAMES
-from enpire_env.node_utils import joint_positions
+from enpire_env.node_utils import joint_positions, transient_subscription
 from enpire_env.pusht_geometry import GOAL_POSE, coverage, is_success, reward_from_coverage
+from enpire_env.ros_cell_port import DISCOVERY_TIMEOUT
 from enpire_env.ros_conversions import make_trajectory, msg_to_image, seconds_from_stamp
 from enpire_msgs.action import Reset
 from enpire_msgs.msg import BlockPose
@@ -52,8 +53,18 @@ class EpisodeRecord:
 
 
 class RobotLink:
-    def __init__(self, node: Node, robot_id: str, group, kin, cell_cfg, record_video: bool):
+    def __init__(
+        self,
+        node: Node,
+        robot_id: str,
+        group,
+        kin,
+        cell_cfg,
+        record_video: bool,
+        streams: Node | None = None,
+    ):
         self.node, self.robot_id = node, robot_id
+        self.streams = streams or node  # where the robot's topic subscriptions live
         self._cv = threading.Condition()
         self._js: JointState | None = None
         self._js_wall = 0.0
@@ -62,21 +73,55 @@ class RobotLink:
         self._image: Image | None = None
         self.ctrl = TipControl(kin, cell_cfg)
         self.listeners: list = []  # callables(topic, msg) while an episode records MCAP
-        ns = f"/{robot_id}"
+        self._group, self._record_video, self._subs = group, record_video, []
+        self._ns = ns = f"/{robot_id}"
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        node.create_subscription(
-            JointState, f"{ns}/joint_states", self._on_js, reliable, callback_group=group
-        )
-        node.create_subscription(
-            BlockPose, f"{ns}/perception/block_pose", self._on_pose, reliable, callback_group=group
-        )
-        if record_video:
-            node.create_subscription(
-                Image, f"{ns}/camera/image_raw", self._on_image, 2, callback_group=group
-            )
         self.cmd_topic = f"{ns}/policy/joint_trajectory"
         self.pub = node.create_publisher(JointTrajectory, self.cmd_topic, reliable)
         self.reset_client = ActionClient(node, Reset, "/reset", callback_group=group)
+
+    # --- streams: subscribed only while they are used (an idle robot costs nothing) -------
+    def open(self) -> None:
+        """Subscribe to the robot's state (and camera, when recording video)."""
+        if self._subs:
+            return
+        with self._cv:
+            self._js, self._pose, self._image = None, None, None
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        topics = [
+            (JointState, "joint_states", self._on_js, reliable),
+            (BlockPose, "perception/block_pose", self._on_pose, reliable),
+        ]
+        if self._record_video:
+            topics.append((Image, "camera/image_raw", self._on_image, 2))
+        group = self._group if self.streams is self.node else None
+        self._subs = [
+            transient_subscription(self.streams, t, f"{self._ns}/{name}", cb, qos, group)
+            for t, name, cb, qos in topics
+        ]
+
+    def close(self) -> None:
+        for s in self._subs:
+            self.streams.destroy_subscription(s)
+        self._subs = []
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self._subs)
+
+    def wait_alive(self, timeout: float) -> bool:
+        """Whether the (open) link receives joint states within ``timeout`` s."""
+        with self._cv:  # the first message after subscribing waits for discovery too
+            ok = self._cv.wait_for(
+                lambda: self._js is not None and time.monotonic() - self._js_wall < timeout,
+                max(timeout, DISCOVERY_TIMEOUT),
+            )
+            # the first perception and video frame, where the cell streams them
+            if ok and self.node.count_publishers(f"{self._ns}/perception/block_pose"):
+                self._cv.wait_for(lambda: self._pose is not None, timeout)
+            if ok and self._record_video:
+                self._cv.wait_for(lambda: self._image is not None, min(timeout, 1.0))
+            return ok
 
     # --- inputs -------------------------------------------------------------------------
     def _on_js(self, msg: JointState) -> None:
@@ -97,6 +142,7 @@ class RobotLink:
     def _on_image(self, msg: Image) -> None:
         with self._cv:
             self._image = msg
+            self._cv.notify_all()
         for f in list(self.listeners):
             f("camera/image_raw", msg)
 

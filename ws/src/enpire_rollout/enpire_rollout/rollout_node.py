@@ -22,7 +22,7 @@ from rclpy.node import Node
 
 from enpire_env.goal_liveness import Liveness, ServerGoneError, send_goal, wait_result
 from enpire_env.kinematics import So101Kinematics
-from enpire_env.node_utils import declare, run_node
+from enpire_env.node_utils import StreamNode, declare, run_node
 from enpire_env.ros_conversions import stamp_from_seconds
 from enpire_env.sim_cell import CellConfig
 from enpire_msgs.action import Reset, Rollout
@@ -67,6 +67,7 @@ class _GoalRun:
         self.goal_id, self.req, self.robots = goal_id, req, robots
         self.records: list[EpisodeRecord] = []
         self.stop = threading.Event()
+        self.changed = threading.Event()  # an episode ended, or a cancel came
         self.lock = threading.Lock()
 
 
@@ -144,15 +145,10 @@ class RolloutNode(Node):
         self._episode_stops: dict[str, tuple[str, threading.Event]] = {}
         self.group = ReentrantCallbackGroup()
         kin, cell_cfg = So101Kinematics(), CellConfig()
+        self._streams = StreamNode(self)
+        video = self.video_size > 0 or self.mcap_image_every > 0
         self.links = {
-            r: RobotLink(
-                self,
-                r,
-                self.group,
-                kin,
-                cell_cfg,
-                self.video_size > 0 or self.mcap_image_every > 0,
-            )
+            r: RobotLink(self, r, self.group, kin, cell_cfg, video, self._streams.node)
             for r in self.fleet
         }
         self._goals: dict[str, _GoalRun] = {}
@@ -165,6 +161,7 @@ class RolloutNode(Node):
         self.metrics_pub = self.create_publisher(FleetMetrics, "/fleet/metrics", 10)
         self.create_timer(1.0, self._publish_metrics, callback_group=self.group)
         self._stop = threading.Event()
+        self._wake = threading.Event()  # the dispatcher has something to do
         self._dispatcher = threading.Thread(target=self._dispatch, daemon=True)
         self._dispatcher.start()
         self._server = ActionServer(
@@ -173,12 +170,17 @@ class RolloutNode(Node):
             "rollout",
             execute_callback=self._execute,
             goal_callback=lambda _g: GoalResponse.ACCEPT,
-            cancel_callback=lambda _g: CancelResponse.ACCEPT,
+            cancel_callback=self._on_cancel,
             callback_group=self.group,
         )
         self.get_logger().info(f"rollout server ready for robots {self.fleet}; data in {data}")
 
     # --- goals --------------------------------------------------------------------------
+    def _on_cancel(self, _gh) -> CancelResponse:
+        for run in list(self._goals.values()):
+            run.changed.set()  # its goal loop looks at once
+        return CancelResponse.ACCEPT
+
     def _execute(self, gh) -> Rollout.Result:
         t0 = time.monotonic()
         g = gh.request
@@ -214,6 +216,7 @@ class RolloutNode(Node):
         )
         for pre in self.sched.add_goal(spec):  # background episodes make way
             self._stop_episode(pre.episode_id)
+        self._wake.set()
         self.get_logger().info(
             f"rollout {goal_id}: {req.num_episodes} episodes of "
             f"{req.policy.get('name') or req.policy.get('repo_path')}"
@@ -245,7 +248,8 @@ class RolloutNode(Node):
                 fb.robots = self._robot_status()
                 gh.publish_feedback(fb)
                 last_fb = time.monotonic()
-            time.sleep(0.05)
+            run.changed.wait(0.5)  # woken by episodes ending and cancels; feedback >= 2 Hz
+            run.changed.clear()
         self.sched.forget(goal_id)
         self._goals.pop(goal_id, None)
         self._close_workers(goal_id)
@@ -299,6 +303,7 @@ class RolloutNode(Node):
         run.stop.set()
         for a in self.sched.cancel_goal(run.goal_id):
             self._stop_episode(a.episode_id)
+        self._wake.set()
 
     def _stop_episode(self, episode_id: str) -> None:
         entry = self._episode_stops.get(episode_id)
@@ -314,14 +319,21 @@ class RolloutNode(Node):
 
     # --- dispatch -----------------------------------------------------------------------
     def _dispatch(self) -> None:
+        """Event-driven: wakes on new goals, ended episodes and cancels, and once a second for
+        cool-downs and robots that are down (listened to until they publish again)."""
         while not self._stop.is_set():
+            self._wake.clear()
             for robot, state in self.sched.robots().items():
-                if state == "down" and self.links[robot].alive(1.0):
-                    self.get_logger().info(f"{robot} is back: rejoins the rotation")
-                    self.sched.robot_up(robot)
+                link = self.links[robot]
+                if state == "down":
+                    link.open()
+                    if link.alive(self.cell_timeout):
+                        self.get_logger().info(f"{robot} is back: rejoins the rotation")
+                        link.close()
+                        self.sched.robot_up(robot)
             for a in self.sched.next_assignments():
                 threading.Thread(target=self._run_assignment, args=(a,), daemon=True).start()
-            self._stop.wait(0.02)
+            self._wake.wait(1.0)
 
     def _run_assignment(self, a: Assignment) -> None:
         run = self._bg_run if a.background else self._goals.get(a.goal_id)
@@ -350,7 +362,11 @@ class RolloutNode(Node):
                 with run.lock:
                     run.records.append(rec)
             self._episode_stops.pop(a.episode_id, None)
+            self.links[a.robot_id].close()
             self.sched.episode_finished(a, outcome)
+            self._wake.set()
+            if run is not None:
+                run.changed.set()
             if outcome == "retry" and self.sched.robots().get(a.robot_id) == "cooldown":
                 self.get_logger().warning(
                     f"{a.robot_id}: resets keep failing ({rec.error}); out of the rotation for "
@@ -361,8 +377,6 @@ class RolloutNode(Node):
         self, a: Assignment, run: _GoalRun, rec: EpisodeRecord, stop: threading.Event
     ) -> str:
         link = self.links[a.robot_id]
-        if not link.alive(self.cell_timeout):
-            raise CellLostError(f"{a.robot_id} is not publishing joint states")
         # start (or reuse) the policy worker while the robot resets
         worker_box: dict = {}
         starter = threading.Thread(target=self._worker_for, args=(a, run, worker_box))
@@ -386,6 +400,9 @@ class RolloutNode(Node):
             rec.outcome = "canceled"
             return "canceled"
         policy = worker_box.get("policy")
+        link.open()  # no episode starts before its cell publishes
+        if not link.wait_alive(self.cell_timeout):
+            raise CellLostError(f"{a.robot_id} is not publishing joint states")
         self._phase[a.robot_id] = "running"
         iv = self.ledger.open_interval(a.robot_id, "episode", a.goal_id, a.episode_id)
         mcap = McapEpisodeLog(self.data_dir / "mcap" / a.goal_id / f"{a.episode_id}.mcap")
@@ -591,6 +608,8 @@ class RolloutNode(Node):
         return out
 
     def _publish_metrics(self) -> None:
+        if not self.metrics_pub.get_subscription_count():
+            return  # the ledger queries below cost more than nobody listening is worth
         now = time.time()
         total = fleet_usage(self.ledger, self._t_start, now, self.fleet)
         window = fleet_usage(self.ledger, max(self._t_start, now - 60.0), now, self.fleet)
@@ -610,8 +629,10 @@ class RolloutNode(Node):
 
     def destroy_node(self) -> None:
         self._stop.set()
+        self._wake.set()
         for _k, pol in list(self._workers.values()):
             pol.close()
+        self._streams.close()
         super().destroy_node()
 
 

@@ -1,0 +1,214 @@
+"""What the fleet's own processes cost (issue 15), in one run:
+
+1. idle: `enpire launch --robots 1` with no goal, CPU of every node process over a window;
+2. a step: the same fleet running heuristic episodes (`enpire rollout`), CPU of every node
+   process (children included: policy workers) divided by the robot-steps it drove (control
+   periods of cell time, resets and episodes alike), the wall time per policy step, and the
+   same episodes in one process (no ROS) for the ROS / in-process ratio;
+3. throughput: episodes per hour with 1, 4 and 8 cells, each fleet running one long goal.
+
+    scripts/run python bench/fleet_cost.py [--cells 1 4 8] [--time-scale 5]
+        [--throughput-time-scale 2] [--window 120] [--out bench/results/fleet_cost.txt]
+
+Targets: idle <= 2 % of a core per robot, <= 3 ms CPU per robot-step, ROS / in-process <= 4x,
+8 cells vs 1 >= 6x episodes per hour at a time scale at which 8 cells fit on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
+ENPIRE = [sys.executable, "-m", "enpire_bringup.enpire"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its children still running (policy workers, ...)."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / TICK
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    try:
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            total += cpu_seconds(int(child))
+    except FileNotFoundError:
+        pass
+    return total
+
+
+class Fleet:
+    """``enpire launch`` in a process group, with the pids of its nodes."""
+
+    def __init__(self, robots: int, time_scale: float, data_dir: str, env: dict):
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [*ENPIRE, "launch", "--robots", str(robots), "--time-scale", str(time_scale),
+             "--data-dir", data_dir],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+        threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
+        deadline = time.monotonic() + 180
+        while not (self._said("rollout server ready") and self._said("reset server ready")):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.close()
+                raise RuntimeError("fleet did not start:\n" + "".join(self.lines[-30:]))
+            time.sleep(0.2)
+        self.nodes = {m.group(1): int(m.group(2)) for ln in list(self.lines)
+                      if (m := re.search(r"started (\S+) \(pid (\d+)\)", ln))}  # fmt: skip
+        self.nodes.pop("/train_node", None)  # PI: not part of the robot fleet
+
+    def _said(self, text: str) -> bool:
+        return any(text in ln for ln in list(self.lines))
+
+    def cpu(self) -> dict[str, float]:
+        return {n: cpu_seconds(p) for n, p in self.nodes.items()}
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def rollout(env: dict, episodes: int, seed: int, budget: float = 0.0) -> None:
+    cmd = [*ENPIRE, "rollout", "--policy", "heuristic", "--episodes", str(episodes),
+           "--seed", str(seed), "--agent", "bench"]  # fmt: skip
+    if budget:
+        cmd += ["--budget", str(budget)]
+    subprocess.run(cmd, env=env, check=False, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=3600)  # fmt: skip
+
+
+def ledger_rows(data_dir: str, sql: str, args=()) -> list[dict]:
+    from enpire_rollout.ledger import LedgerReader
+
+    return LedgerReader(Path(data_dir) / "ledger.sqlite").query(sql, args, max_rows=100000)
+
+
+def idle_and_step(args, env: dict, out: list[str]) -> float:
+    with tempfile.TemporaryDirectory(prefix="enpire-cost-") as data:
+        fleet = Fleet(1, args.time_scale, data, env)
+        try:
+            time.sleep(args.settle)
+            before = fleet.cpu()
+            t0 = time.monotonic()
+            time.sleep(args.idle_seconds)
+            wall = time.monotonic() - t0
+            idle = {n: c - before[n] for n, c in fleet.cpu().items()}
+            before = fleet.cpu()
+            rollout(env, args.episodes, args.seed)
+            used = {n: c - before[n] for n, c in fleet.cpu().items()}
+        finally:
+            fleet.close()
+        eps = ledger_rows(data, "SELECT steps, robot_seconds, reset_seconds, wall_start, "
+                          "wall_end, status FROM episodes")  # fmt: skip
+        ivs = ledger_rows(data, "SELECT state, t_start, t_end FROM robot_intervals")
+    total = sum(idle.values())
+    out.append(f"idle: enpire launch --robots 1 --time-scale {args.time_scale:g}, no goal, "
+               f"{wall:.0f} s window after {args.settle:g} s settling")  # fmt: skip
+    for n, s in sorted(idle.items(), key=lambda kv: -kv[1]):
+        out.append(f"  {n:<28} {100 * s / wall:6.2f} % of a core")
+    out.append(f"  idle fleet: {100 * total / wall:.2f} % of a core per robot (target <= 2 %)")
+    steps = sum(r["steps"] for r in eps)
+    robot_s = sum(r["robot_seconds"] + r["reset_seconds"] for r in eps)
+    robot_steps = robot_s * args.control_hz
+    cpu = sum(used.values())
+    ep_wall = sum(iv["t_end"] - iv["t_start"] for iv in ivs
+                  if iv["state"] == "episode" and iv["t_end"])  # fmt: skip
+    out.append(f"step: {len(eps)} heuristic episodes ({steps} policy steps, "
+               f"{robot_steps:.0f} robot-steps with resets) on 1 cell")  # fmt: skip
+    for n, s in sorted(used.items(), key=lambda kv: -kv[1]):
+        out.append(f"  {n:<28} {1000 * s / robot_steps:6.2f} ms CPU per robot-step")
+    per_step = 1000 * cpu / robot_steps
+    out.append(f"  {per_step:.2f} ms CPU per robot-step (all processes; target <= 3 ms)")
+    period = 1000 / args.control_hz / args.time_scale
+    out.append(f"  {1000 * ep_wall / max(steps, 1):.1f} ms wall per policy step (control "
+               f"period at time_scale {args.time_scale:g}: {period:.0f} ms)")  # fmt: skip
+    return per_step
+
+
+def in_process(args) -> float:
+    from enpire_env.sim_cell import PushTCell
+    from enpire_policy.episode import run_episode
+    from enpire_policy.heuristic import HeuristicPushT
+
+    cell, pol = PushTCell(), HeuristicPushT()
+    t, steps = time.process_time(), 0
+    for s in range(args.seed, args.seed + args.episodes):
+        steps += run_episode(pol, s, cell).steps
+    return 1000 * (time.process_time() - t) / max(steps, 1)
+
+
+def throughput(cells: int, args, env: dict) -> float:
+    with tempfile.TemporaryDirectory(prefix=f"enpire-cost-{cells}-") as data:
+        fleet = Fleet(cells, args.throughput_time_scale, data, env)
+        try:
+            time.sleep(args.settle)
+            t0 = time.time()
+            rollout(env, 10000, args.seed, budget=args.window)
+            t1 = time.time()
+        finally:
+            fleet.close()
+        start = t0 + args.warmup
+        n = ledger_rows(
+            data, "SELECT COUNT(*) AS n FROM episodes WHERE wall_end >= ? AND wall_end <= ? "
+            "AND status IN ('success', 'failure')", (start, t1),
+        )[0]["n"]  # fmt: skip
+    return n / ((t1 - start) / 3600)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cells", type=int, nargs="*", default=[1, 4, 8])
+    ap.add_argument("--time-scale", type=float, default=5.0)
+    ap.add_argument("--throughput-time-scale", type=float, default=2.0)
+    ap.add_argument("--control-hz", type=float, default=10.0)
+    ap.add_argument("--idle-seconds", type=float, default=20.0)
+    ap.add_argument("--settle", type=float, default=8.0, help="s after all nodes are ready")
+    ap.add_argument("--episodes", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=500)
+    ap.add_argument("--window", type=float, default=150.0, help="wall s per fleet size")
+    ap.add_argument("--warmup", type=float, default=20.0, help="s of the window not counted")
+    ap.add_argument("--domain", type=int, default=78)
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    out = [f"bench/fleet_cost.py on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"]
+    ros = idle_and_step(args, env, out)
+    direct = in_process(args)
+    out.append(f"  in one process (same episodes, no ROS): {direct:.2f} ms CPU per step -> "
+               f"ROS / in-process {ros / direct:.1f}x (target <= 4x)")  # fmt: skip
+    print("\n".join(out), flush=True)
+    rates = {}
+    for n in args.cells:
+        rates[n] = throughput(n, args, env)
+        line = (f"throughput: {n} cell(s) at time_scale {args.throughput_time_scale:g}: "
+                f"{rates[n]:.0f} episodes/h")  # fmt: skip
+        out.append(line)
+        print(line, flush=True)
+    if rates.get(1):
+        for n in args.cells:
+            if n > 1:
+                out.append(f"  {n} cells vs 1: {rates[n] / rates[1]:.2f}x")
+                print(out[-1], flush=True)
+    if args.out:
+        Path(args.out).write_text("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
