@@ -12,6 +12,7 @@ from enpire_env.reset_core import MAX_ATTEMPTS, ResetError, ResetErrorCode, Rese
 from enpire_env.reset_core import validate as validate_reset
 from enpire_msgs.action import Reset, Rollout, Train
 from enpire_policy import train_core
+from enpire_policy.policy_ref import PolicyRef
 from enpire_policy.recipes.base import TrainError, TrainErrorCode, TrainRequest
 from enpire_rollout import rollout_core
 from enpire_rollout.rollout_core import RolloutError, RolloutErrorCode, RolloutRequest
@@ -41,7 +42,7 @@ def test_reset_attempts_beyond_the_maximum_are_invalid(attempts):
 
 def _rollout(**kw) -> RolloutRequest:
     args = dict(
-        policy={"name": "naive"},
+        policy=PolicyRef(name="naive"),
         task="pusht",
         num_episodes=1,
         robot_ids=[],

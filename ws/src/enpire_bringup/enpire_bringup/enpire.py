@@ -291,14 +291,11 @@ def cmd_report(args) -> int:
 
 
 def _policy_ref(kw: dict):
-    """The PolicyRef of the CLI's --policy/--repo/--commit/--module/--artifact/--agent."""
-    from enpire_msgs.msg import PolicyRef
+    """The PolicyRef message of the CLI's --policy/--repo/--commit/--module/--artifact/--agent."""
+    from enpire_policy.policy_ref import PolicyRef
 
-    return PolicyRef(
-        name=kw.get("policy") or "", repo_path=kw.get("repo") or "",
-        commit=kw.get("commit") or "", module=kw.get("module") or "",
-        artifact=kw.get("artifact") or "", agent_id=kw.get("agent") or "",
-    )  # fmt: skip
+    names = {"policy": "name", "repo": "repo_path", "agent": "agent_id"}
+    return PolicyRef.from_any({names.get(k, k): v for k, v in kw.items()}).to_msg()
 
 
 def _rollout_goal(args_or_kw: dict):

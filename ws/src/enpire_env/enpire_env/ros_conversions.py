@@ -31,8 +31,10 @@ def msg_to_image(msg) -> np.ndarray:
 def stamp_from_seconds(seconds: float):
     from builtin_interfaces.msg import Time
 
-    sec = int(seconds)
-    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+    # round to nanoseconds first: 5.9999999999 s is 6 s, not 5 s + a nanosecond part that
+    # rounds up to a whole second and wraps to 0 (a clock that jumps back a second)
+    ns = int(round(seconds * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def seconds_from_stamp(stamp) -> float:

@@ -27,8 +27,9 @@ from enpire_evolve.evolution import Evolution, EvolveConfig, LlmConfig
 from enpire_evolve.lab import OUTCOMES, EpisodeSummary, Lab, RolloutSummary, TrainSummary
 from enpire_evolve.status_msg import to_msg
 from enpire_msgs.action import Rollout, Train
-from enpire_msgs.msg import EvolveStatus, PolicyRef
+from enpire_msgs.msg import EvolveStatus
 from enpire_policy import isolation
+from enpire_policy.policy_ref import PolicyRef
 
 GOAL_RETRIES = 5  # a goal whose server died is sent again this often ...
 RETRY_DELAY = 3.0  # ... this many s apart (a respawned node is back within a few s)
@@ -107,13 +108,8 @@ class RosLab(Lab):
         )
 
     @staticmethod
-    def _ref(policy: dict) -> PolicyRef:
-        return PolicyRef(
-            **{
-                k: str(policy.get(k) or "")
-                for k in ("name", "agent_id", "repo_path", "commit", "module", "artifact")
-            }
-        )
+    def _ref(policy: dict):
+        return PolicyRef.from_any(policy).to_msg()
 
     def rollout(self, policy, episodes, seed, agent_id, progress=None,
                 stop_when=None) -> RolloutSummary:  # fmt: skip

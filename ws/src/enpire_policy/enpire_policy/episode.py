@@ -1,17 +1,19 @@
-"""Run a policy in the simulated cell without ROS: for benchmarks, tests and local evaluation.
+"""The one episode runner, behind a robot port: in this process on a simulated cell (benchmarks,
+tests, PI's training episodes, local labs) and on the fleet over ROS (the rollout node).
 
-Episodes here follow the rollout contract: the block starts where gym-pusht's ``reset(seed)``
-puts it, the arm starts parked, the policy acts at 10 Hz through IK on the SO-101 URDF, and the
-episode ends on success (gym-pusht's coverage rule) or after ``max_steps``. ``observe="state"``
-gives the policy the simulator's block pose (gym-pusht's state observation); ``"camera"``
-gives it the camera verifier's estimate from a rendered frame, as on a real cell.
+An episode follows the rollout contract: after the reset the policy acts at 10 Hz through IK on
+the SO-101 URDF, and the episode ends on success (gym-pusht's coverage rule, as the cell's
+verifier sees it) or after ``max_steps`` control periods of cell time.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
+import traceback
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -19,7 +21,8 @@ from enpire_env.kinematics import GRIPPER_INDEX, So101Kinematics, UnreachableErr
 from enpire_env.pusht_geometry import GOAL_POSE, WORKSPACE_PX, is_success, reward_from_coverage
 from enpire_env.sim_cell import CellConfig, PushTCell
 from enpire_env.tasks import PUSHT
-from enpire_policy.interface import Action
+from enpire_policy.interface import Action, ActionError
+from enpire_policy.sandbox import PolicyError
 
 
 @dataclass
@@ -48,29 +51,77 @@ class TipControl:
         return q
 
 
+class CellLostError(RuntimeError):
+    """The cell stopped publishing (dead, disconnected or paused) or restarted mid-episode."""
+
+
+@runtime_checkable
+class RobotPort(Protocol):
+    """One robot as the episode runner drives it: simulated in this process
+    (:class:`SimRobotPort`) or over ROS topics (``enpire_rollout.robot_link.RobotLink``).
+    Both pass the same contract test (``enpire_rollout/test/test_robot_port_contract.py``).
+
+    Times are the cell's own clock (robot time); ``advance`` returns when the next control
+    period's state is in (raising :class:`CellLostError` when it does not come)."""
+
+    dt: float  # control period [cell s]
+    kin: So101Kinematics
+    cell_cfg: CellConfig
+
+    def start(self) -> float:
+        """Wait for the cell's state; return its clock at the episode's first step."""
+
+    def observe(self, step: int) -> dict:
+        """The policy's observation of the latest state (see enpire_policy.interface)."""
+
+    def coverage(self, obs: dict) -> float | None:
+        """Coverage of the goal region by the block as the cell's verifier sees it now."""
+
+    def joints(self) -> np.ndarray:
+        """Joint positions of the latest state."""
+
+    def command(self, q: np.ndarray) -> None:
+        """Joint targets for the next control period."""
+
+    def advance(self) -> float:
+        """Wait for the next control period; return the cell clock."""
+
+    def image(self, size: int) -> np.ndarray | None:
+        """The latest camera frame, size x size RGB (None: no camera)."""
+
+    def hold(self) -> None:
+        """Stop the arm where it is."""
+
+
 @dataclass
 class EpisodeOutcome:
+    """What one episode did. ``outcome``: success | failure | policy_error | interrupted |
+    canceled (EpisodeResult's OUTCOME_* names); ``error`` carries the policy's traceback."""
+
     seed: int
-    success: bool
-    steps: int
-    coverage: float
-    final_pose: list[float]
-    robot_seconds: float
-    wall_seconds: float
+    success: bool = False
+    steps: int = 0
+    coverage: float = 0.0
+    final_pose: list[float] = field(default_factory=list)
+    robot_seconds: float = 0.0
+    wall_seconds: float = 0.0
     error: str = ""
     unreachable: int = 0
+    outcome: str = "failure"
+    final_reward: float = 0.0
+    max_reward: float = 0.0
     states: list = field(default_factory=list, repr=False)  # recorded: tip u, v, block x, y, th
     actions: list = field(default_factory=list, repr=False)  # recorded: tip u, v, lift
-    rewards: list = field(default_factory=list, repr=False)
+    rewards: list = field(default_factory=list, repr=False)  # after each action
     frames: list = field(default_factory=list, repr=False)  # recorded camera frames
 
     def to_episode_data(self, info: dict | None = None):
         from enpire_policy.lerobot_dataset import EpisodeData
 
         return EpisodeData(
-            np.array(self.states),
-            np.array(self.actions),
-            np.array(self.rewards),
+            np.nan_to_num(np.array(self.states, float)),
+            np.array(self.actions, float),
+            np.array(self.rewards, float),
             self.success,
             frames=np.stack(self.frames) if self.frames else None,
             info={"seed": self.seed, "steps": self.steps, **(info or {})},
@@ -102,6 +153,139 @@ def observation(cell: PushTCell, step: int, observe: str, image_size: int = 256)
     return obs
 
 
+class SimRobotPort:
+    """A simulated cell in this process as a RobotPort: no ROS, no clock to wait for.
+    ``observe="state"`` gives the policy the simulator's block pose (gym-pusht's state
+    observation); ``"camera"`` the camera verifier's estimate from a rendered frame. Success
+    is judged on the simulator's true coverage either way."""
+
+    def __init__(self, cell: PushTCell, observe: str = "state", image_size: int = 256):
+        if observe not in ("state", "camera"):
+            raise ValueError(f"observe must be 'state' or 'camera', got {observe!r}")
+        self.cell, self.observe_mode, self.image_size = cell, observe, image_size
+        self.dt, self.kin, self.cell_cfg = cell.dt, cell.kin, cell.cfg
+
+    def start(self) -> float:
+        return self.cell.t
+
+    def observe(self, step: int) -> dict:
+        return observation(self.cell, step, self.observe_mode, self.image_size)
+
+    def coverage(self, obs: dict) -> float | None:
+        return float(self.cell.coverage)
+
+    def joints(self) -> np.ndarray:
+        return self.cell.q.copy()
+
+    def command(self, q: np.ndarray) -> None:
+        self.cell.command([(self.dt, np.asarray(q, float).tolist())])
+
+    def advance(self) -> float:
+        self.cell.step()
+        return self.cell.t
+
+    def image(self, size: int) -> np.ndarray | None:
+        return self.cell.render(size)
+
+    def hold(self) -> None:
+        self.cell.hold()
+
+
+def _needs_image(policy) -> bool:
+    meta = getattr(policy, "metadata", None)
+    try:
+        return bool(meta and (meta() or {}).get("needs_image"))
+    except Exception:  # noqa: BLE001 - a broken metadata() shows up in act() anyway
+        return False
+
+
+def run_on_port(
+    port: RobotPort,
+    policy,
+    seed: int,
+    max_steps: int = PUSHT.max_steps,
+    stop: threading.Event | None = None,
+    record: bool = False,
+    video_size: int = 0,
+) -> EpisodeOutcome:
+    """The one episode loop, for every robot: observe, verify, act, advance, until success,
+    ``max_steps`` control periods of cell time, a policy error, a lost cell or ``stop``.
+    ``policy`` (reset already called) is any object with ``act``; policy errors end the
+    episode with their traceback in ``error``, as do lost cells (``interrupted``)."""
+    ctrl = TipControl(port.kin, port.cell_cfg)
+    out = EpisodeOutcome(seed)
+    w0 = time.perf_counter()
+    needs_image = _needs_image(policy)
+    t0 = t = 0.0
+    step = 0
+    try:
+        t0 = t = port.start()
+        while True:
+            obs = port.observe(step)
+            cov = port.coverage(obs)
+            if cov is not None:
+                out.coverage = cov
+                out.final_reward = reward_from_coverage(cov)
+                out.max_reward = max(out.max_reward, out.final_reward)
+            if record and out.actions:
+                out.rewards.append(out.final_reward)  # the reward the last action earned
+            if obs.get("block_pose") is not None:
+                out.final_pose = list(obs["block_pose"])
+            if cov is not None and is_success(cov):
+                out.success = True
+                break
+            if step >= max_steps or (stop is not None and stop.is_set()):
+                break
+            if needs_image and "image" not in obs:
+                obs["image"] = port.image(256)
+            try:
+                action = Action.parse(policy.act(obs))
+            except PolicyError:
+                raise
+            except Exception as e:  # an in-process policy's bug
+                raise PolicyError(
+                    "action" if isinstance(e, ActionError) else "exception",
+                    f"{type(e).__name__}: {e}",
+                    tb=traceback.format_exc(),
+                ) from None
+            port.command(ctrl.joints(action, port.joints()))
+            if record:
+                _record(out, obs, action, port, video_size)
+            last, t = t, port.advance()
+            # a restarted cell's clock starts again from 0 (messages may also come a tick out
+            # of order: that is not a restart)
+            if t < last - 1.0:
+                raise CellLostError("the cell restarted mid-episode (its clock went back)")
+            # a loaded host may skip control periods: count them on the cell's clock
+            step = max(step + 1, int(round((t - t0) / port.dt)))
+        out.outcome = "success" if out.success else "failure"
+        if stop is not None and stop.is_set() and not out.success:
+            out.outcome = "canceled"
+    except PolicyError as e:
+        out.outcome, out.error = "policy_error", str(e)
+        if e.traceback:
+            out.error += "\n" + e.traceback
+    except CellLostError as e:
+        out.outcome, out.error = "interrupted", str(e)
+    if record and len(out.rewards) < len(out.actions):
+        out.rewards.append(out.final_reward)
+    out.steps = min(step, max_steps)
+    out.robot_seconds = t - t0
+    out.wall_seconds = time.perf_counter() - w0
+    out.unreachable = ctrl.unreachable
+    return out
+
+
+def _record(out: EpisodeOutcome, obs: dict, action: Action, port, video_size: int) -> None:
+    pose = obs["block_pose"] if obs.get("block_pose") is not None else [float("nan")] * 3
+    out.states.append([*obs["tip"], *pose])
+    tip = action.tip if action.tip is not None else obs["tip"]
+    out.actions.append([tip[0], tip[1], float(action.lift)])
+    if video_size:
+        img = port.image(video_size)
+        out.frames.append(np.zeros((video_size, video_size, 3), np.uint8) if img is None else img)
+
+
 def run_episode(
     policy,
     seed: int,
@@ -111,42 +295,13 @@ def run_episode(
     record: bool = False,
     record_image_size: int = 0,
 ) -> EpisodeOutcome:
-    """One seeded episode of ``policy`` (an object with reset/act) in a simulated cell."""
+    """One seeded episode of ``policy`` (an object with reset/act) in a simulated cell: the
+    block where gym-pusht's ``reset(seed)`` puts it, the arm parked."""
     cell = cell or PushTCell()
-    ctrl = TipControl(cell.kin, cell.cfg)
     cell.teleport(PUSHT.sample_start_state(seed))
     policy.reset(seed)
-    t0, w0 = cell.t, time.perf_counter()
-    out = EpisodeOutcome(seed, False, 0, cell.coverage, [], 0.0, 0.0)
-    for step in range(max_steps):
-        obs = observation(cell, step, observe)
-        frame = cell.render(record_image_size) if record and record_image_size else None
-        block = cell.block_pose().tolist() if record else None  # recorded: the true pose
-        try:
-            action = Action.parse(policy.act(obs))
-        except Exception as e:  # a policy bug ends its episode, not the caller
-            out.error = f"{type(e).__name__}: {e}"
-            break
-        q = ctrl.joints(action, cell.q)
-        cell.command([(cell.dt, q.tolist())])
-        cell.step()
-        out.steps = step + 1
-        if record:
-            out.states.append(obs["tip"] + block)
-            tip = action.tip if action.tip is not None else obs["tip"]
-            out.actions.append([tip[0], tip[1], float(action.lift)])
-            out.rewards.append(reward_from_coverage(cell.coverage))
-            if frame is not None:
-                out.frames.append(frame)
-        if is_success(cell.coverage):
-            out.success = True
-            break
-    out.coverage = float(cell.coverage)
-    out.final_pose = cell.block_pose().tolist()
-    out.robot_seconds = cell.t - t0
-    out.wall_seconds = time.perf_counter() - w0
-    out.unreachable = ctrl.unreachable
-    return out
+    port = SimRobotPort(cell, observe)
+    return run_on_port(port, policy, seed, max_steps, None, record, record_image_size)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -1,12 +1,13 @@
-"""One robot of the fleet as the rollout node sees it: its topics, its liveness, and how an
-episode runs on it (Reset through EN, then the policy at the cell's 10 Hz through the safety
-filter, then verification and recording)."""
+"""One robot of the fleet as the rollout node sees it: its topics, its liveness, and the
+RobotPort the episode runner (:func:`enpire_policy.episode.run_on_port`) drives over ROS:
+joint states and perception in, joint targets out through the safety filter, at the cell's
+control rate on the cell's clock."""
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from rclpy.action import ActionClient
@@ -15,41 +16,19 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
+from enpire_env.goal_liveness import Liveness, ServerGoneError, send_goal, wait_result
 from enpire_env.kinematics import JOINT_NAMES
 from enpire_env.node_utils import joint_positions, transient_subscription
-from enpire_env.pusht_geometry import GOAL_POSE, coverage, is_success, reward_from_coverage
+from enpire_env.pusht_geometry import GOAL_POSE, coverage
 from enpire_env.ros_cell_port import DISCOVERY_TIMEOUT
 from enpire_env.ros_conversions import make_trajectory, msg_to_image, seconds_from_stamp
 from enpire_msgs.action import Reset
 from enpire_msgs.msg import BlockPose
-from enpire_policy.episode import TipControl
-from enpire_policy.interface import Action
-from enpire_policy.sandbox import PolicyError
+from enpire_policy.episode import CellLostError
+from enpire_rollout.mcap_log import McapEpisodeLog
+from enpire_rollout.rollout_service import Recorder, ResetReport
 
-
-class CellLostError(RuntimeError):
-    """The cell stopped publishing (dead, disconnected or paused)."""
-
-
-@dataclass
-class EpisodeRecord:
-    episode_id: str
-    robot_id: str
-    seed: int
-    outcome: str  # success | failure | policy_error | reset_failed | interrupted | canceled
-    success: bool = False
-    steps: int = 0
-    final_reward: float = 0.0
-    max_reward: float = 0.0
-    robot_seconds: float = 0.0
-    reset_seconds: float = 0.0
-    wall_start: float = 0.0
-    wall_end: float = 0.0
-    error: str = ""
-    states: list = field(default_factory=list, repr=False)
-    actions: list = field(default_factory=list, repr=False)
-    rewards: list = field(default_factory=list, repr=False)
-    frames: list = field(default_factory=list, repr=False)
+__all__ = ["CellLostError", "RobotLink"]
 
 
 class RobotLink:
@@ -62,8 +41,18 @@ class RobotLink:
         cell_cfg,
         record_video: bool,
         streams: Node | None = None,
+        dt: float = 0.1,
+        cell_timeout: float = 3.0,
+        reset_mode: str = "",
+        reset_timeout: float = 120.0,
+        mcap_image_every: int = 5,
     ):
         self.node, self.robot_id = node, robot_id
+        self.reset_mode, self.reset_timeout = reset_mode, reset_timeout
+        self.mcap_image_every = mcap_image_every
+        self.kin, self.cell_cfg, self.dt, self.cell_timeout = kin, cell_cfg, dt, cell_timeout
+        self._state: JointState | None = None  # the state the episode's step acts on
+        self._state_tick = 0
         self.streams = streams or node  # where the robot's topic subscriptions live
         self._cv = threading.Condition()
         self._js: JointState | None = None
@@ -71,7 +60,6 @@ class RobotLink:
         self._tick = 0
         self._pose: BlockPose | None = None
         self._image: Image | None = None
-        self.ctrl = TipControl(kin, cell_cfg)
         self.listeners: list = []  # callables(topic, msg) while an episode records MCAP
         self._group, self._record_video, self._subs = group, record_video, []
         self._ns = ns = f"/{robot_id}"
@@ -164,11 +152,43 @@ class RobotLink:
             f("policy/joint_trajectory", msg)
         return msg
 
-    # --- one episode --------------------------------------------------------------------
+    # --- RobotPort --------------------------------------------------------------------------
+    def start(self) -> float:
+        self._state_tick, self._state = self.wait_tick(self._tick, self.cell_timeout)
+        return seconds_from_stamp(self._state.header.stamp)
+
+    def observe(self, step: int) -> dict:
+        return self.observation(self._state, step, self.dt)
+
+    def coverage(self, obs: dict) -> float | None:
+        return None if obs["block_pose"] is None else coverage(obs["block_pose"])
+
+    def joints(self) -> np.ndarray:
+        return joint_positions(self._state)
+
+    def command(self, q: np.ndarray) -> None:
+        self.publish(q, self.dt)
+
+    def advance(self) -> float:
+        self._state_tick, self._state = self.wait_tick(self._state_tick, self.cell_timeout)
+        return seconds_from_stamp(self._state.header.stamp)
+
+    def image(self, size: int) -> np.ndarray | None:
+        with self._cv:
+            msg = self._image
+        if msg is None:
+            return None
+        img = msg_to_image(msg)
+        if img.shape[0] != size:
+            import cv2
+
+            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+        return img
+
     def observation(self, js: JointState, step: int, dt: float, pose_wait: float = 0.05) -> dict:
         q = joint_positions(js)
-        tip = self.ctrl.kin.tip_position(q)
-        u, v = self.ctrl.cell_cfg.table_to_px(tip[0], tip[1])
+        tip = self.kin.tip_position(q)
+        u, v = self.cell_cfg.table_to_px(tip[0], tip[1])
         t = seconds_from_stamp(js.header.stamp)
         with self._cv:  # perception of the same instant, when it streams at the control rate
             if self._pose is not None and seconds_from_stamp(self._pose.header.stamp) >= t - dt:
@@ -187,78 +207,65 @@ class RobotLink:
             "block_pose": pose,
         }
 
-    def run_policy(
-        self,
-        rec: EpisodeRecord,
-        policy,
-        max_steps: int,
-        dt: float,
-        cell_timeout: float,
-        stop: threading.Event,
-        video_size: int,
-    ) -> None:
-        """Drive the policy for up to ``max_steps`` control periods of cell time."""
-        tick, js = self.wait_tick(self._tick, cell_timeout)
-        t0 = seconds_from_stamp(js.header.stamp)
-        step = 0
-        while step < max_steps and not stop.is_set():
-            obs = self.observation(js, step, dt)
-            if obs["block_pose"] is not None:
-                cov = coverage(obs["block_pose"])
-                reward = reward_from_coverage(cov)
-                rec.max_reward = max(rec.max_reward, reward)
-                rec.final_reward = reward
-                if is_success(cov):
-                    rec.success = True
-                    break
-            if policy.metadata().get("needs_image"):
-                obs["image"] = self._latest_image()
-            try:
-                action = Action.parse(policy.act(obs))
-            except PolicyError:
-                raise
-            except Exception as e:  # an in-process policy's bug
-                raise PolicyError("exception", f"{type(e).__name__}: {e}") from None
-            q_now = joint_positions(js)
-            q = self.ctrl.joints(action, q_now)
-            self.publish(q, dt)
-            self._record(rec, obs, action, video_size)
-            last = seconds_from_stamp(js.header.stamp)
-            tick, js = self.wait_tick(tick, cell_timeout)
-            now = seconds_from_stamp(js.header.stamp)
-            # a restarted cell's clock starts again from 0 (messages may also come a tick out
-            # of order: that is not a restart)
-            if now < last - 1.0:
-                raise CellLostError(f"{self.robot_id} restarted mid-episode (its clock went back)")
-            step = max(step, int(round((now - t0) / dt)))
-        rec.steps = min(step, max_steps)
-        rec.robot_seconds = seconds_from_stamp(js.header.stamp) - t0
+    # --- around episodes: EN's reset, the MCAP log ------------------------------------------
+    def reset(self, seed: int) -> ResetReport:
+        t0 = time.monotonic()
+        if not self.reset_client.wait_for_server(timeout_sec=10.0):
+            return ResetReport(False, "no /reset server", cell_unavailable=True)
+        goal = Reset.Goal(
+            robot_id=self.robot_id, task="pusht", seed=int(seed), mode=self.reset_mode
+        )
+        life = Liveness("the Reset server")
+        try:
+            handle = send_goal(self.reset_client, goal, life)
+            if handle is None or not handle.accepted:
+                return ResetReport(False, "reset goal refused", cell_unavailable=True)
+            got = wait_result(handle.get_result_async(), life, self.reset_timeout, handle)
+        except (ServerGoneError, TimeoutError) as e:  # env_node died: the cell is not at fault
+            return ResetReport(False, str(e), time.monotonic() - t0, cell_unavailable=True)
+        r = got.result
+        unavailable = int(r.error_code) == Reset.Result.CELL_UNAVAILABLE
+        return ResetReport(r.success, r.error_msg, float(r.robot_seconds), unavailable)
 
-    def _latest_image(self) -> np.ndarray | None:
-        with self._cv:
-            img = self._image
-        return None if img is None else msg_to_image(img)
+    def recorder(self, path: Path) -> Recorder:
+        return _McapRecorder(self, path)
 
-    def _record(self, rec: EpisodeRecord, obs: dict, action: Action, video_size: int) -> None:
-        pose = obs["block_pose"] or [float("nan")] * 3
-        rec.states.append([*obs["tip"], *pose])
-        tip = action.tip if action.tip is not None else obs["tip"]
-        rec.actions.append([tip[0], tip[1], float(action.lift)])
-        rec.rewards.append(rec.final_reward)
-        if video_size:
-            img = self._latest_image()
-            if img is None:
-                img = np.zeros((video_size, video_size, 3), np.uint8)
-            elif img.shape[0] != video_size:
-                import cv2
-
-                img = cv2.resize(img, (video_size, video_size), interpolation=cv2.INTER_AREA)
-            rec.frames.append(img)
-
-    def hold(self, dt: float) -> None:
+    def hold(self) -> None:
         """Stop the arm where it is: a command to the joints' present positions."""
         with self._cv:
             js = self._js
         q = joint_positions(js) if js is not None else None
         if q is not None:
-            self.publish(q, dt)
+            self.publish(q, self.dt)
+
+
+class _McapRecorder(Recorder):
+    """The episode's topics as they travel (every ``mcap_image_every``-th camera frame)."""
+
+    def __init__(self, link: RobotLink, path: Path):
+        self.link, self.log, self.images = link, McapEpisodeLog(path), 0
+
+    def _on(self, topic: str, msg) -> None:
+        if topic == "camera/image_raw":
+            self.images += 1
+            every = self.link.mcap_image_every
+            if not every or self.images % every:
+                return
+        stamp = getattr(getattr(msg, "header", None), "stamp", None)
+        t_ns = int(stamp.sec * 1e9 + stamp.nanosec) if stamp else time.time_ns()
+        self.log.write(f"/{self.link.robot_id}/{topic}", msg, t_ns)
+
+    def __enter__(self):
+        self.link.listeners.append(self._on)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._on in self.link.listeners:
+            self.link.listeners.remove(self._on)
+
+    def finish(self, metadata: dict) -> str:
+        self.log.metadata("episode", metadata)
+        return str(self.log.close())
+
+    def abort(self) -> None:
+        self.log.abort()

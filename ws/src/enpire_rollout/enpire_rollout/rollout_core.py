@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+from enpire_policy.policy_ref import PolicyRef
 from enpire_policy.recipes.base import BUILTIN_POLICIES, module_name
 from enpire_policy.sandbox import PolicySource
 
@@ -36,7 +37,7 @@ class RolloutError(Exception):
 
 @dataclass
 class RolloutRequest:
-    policy: dict
+    policy: PolicyRef
     task: str
     num_episodes: int
     robot_ids: list[str]
@@ -46,23 +47,24 @@ class RolloutRequest:
     agent_id: str
 
 
-def policy_source(ref: dict) -> PolicySource:
+def policy_source(ref: PolicyRef | dict) -> PolicySource:
     """Where the worker imports the policy from, for a PolicyRef; raises RolloutError."""
-    if ref.get("artifact"):
-        path = Path(ref["artifact"])
+    ref = PolicyRef.from_any(ref)
+    if ref.artifact:
+        path = Path(ref.artifact)
         if not (path / "manifest.json").is_file():
             raise RolloutError(RolloutErrorCode.UNKNOWN_POLICY, f"no artifact at {path}")
         manifest = json.loads((path / "manifest.json").read_text())
         load = manifest.get("load", {})
         if "factory_kwargs" in load:  # found parameters for the policy's own code
-            src = policy_source(dict(manifest.get("policy") or {}, artifact=""))
+            src = policy_source(dict(manifest.get("policy") or {}, artifact=""))  # its code
             src.kwargs = dict(load["factory_kwargs"])
             return src
         return PolicySource(
             "", "enpire_policy.artifacts", None, "load_policy", {"path": str(path)}
         )
-    if not ref.get("repo_path"):
-        name = ref.get("name") or ""
+    if not ref.repo_path:
+        name = ref.name
         if name not in BUILTIN_POLICIES:
             raise RolloutError(
                 RolloutErrorCode.UNKNOWN_POLICY,
@@ -70,10 +72,10 @@ def policy_source(ref: dict) -> PolicySource:
                 "agent code needs repo_path",
             )
         return PolicySource("", f"enpire_policy.{name}")
-    repo = Path(ref["repo_path"])
+    repo = Path(ref.repo_path)
     if not repo.is_dir():
         raise RolloutError(RolloutErrorCode.UNKNOWN_POLICY, f"repo_path {repo} does not exist")
-    commit = ref.get("commit") or None
+    commit = ref.commit or None
     if commit:
         r = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
@@ -86,7 +88,7 @@ def policy_source(ref: dict) -> PolicySource:
             )
         commit = r.stdout.strip()
     try:
-        return PolicySource(str(repo), module_name(ref), commit)
+        return PolicySource(str(repo), module_name(ref.to_dict()), commit)
     except Exception as e:  # PolicyError for a bad module name
         raise RolloutError(RolloutErrorCode.UNKNOWN_POLICY, str(e)) from None
 

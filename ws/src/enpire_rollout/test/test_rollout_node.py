@@ -84,6 +84,9 @@ def test_two_clients_share_four_cells_and_everything_is_recorded(fleet, ros_cont
         assert sorted(x["seed"] for x in mine) == [10, 11, 12] if agent == "a0" else [20, 21, 22]
         robots_used |= {x["robot_id"] for x in mine}
         print("episodes", agent, [(x["status"], x["steps"], x["robot_id"]) for x in mine])
+        for e in r.episodes:  # every field of the episode results is filled
+            assert e.recording_path == next(x["mcap"] for x in mine if x["id"] == e.episode_id)
+            assert e.task == "pusht" and e.wall_seconds > 0 and e.robot_id
         for x in mine:
             msgs = read_messages(x["mcap"])
             topics = {t for t, _, _ in msgs}

@@ -1,0 +1,123 @@
+"""The robot port contract, as Gymnasium's ``check_env`` is for environments: the same cases
+against both adapters the rollout service drives, the in-process simulated cell (SimRobot)
+and the ROS robot (RobotLink: a sim cell node, its safety filter and EN in their own
+processes, over DDS)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from enpire_env.tasks import PUSHT
+from enpire_env.testing import one_cell, running
+from enpire_policy.episode import TipControl, run_on_port
+from enpire_policy.interface import Action
+from enpire_rollout.rollout_service import FleetRobot, SimRobot
+
+pytestmark = pytest.mark.xdist_group("robot_port_contract")
+OBS_KEYS = {"tip", "tip_height", "joints", "step", "dt", "goal_pose", "block_pose"}
+
+
+@pytest.fixture(scope="module")
+def ros_robot(ros_domain_module, ros_context_module):
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
+    from enpire_env.kinematics import So101Kinematics
+    from enpire_env.node_utils import StreamNode
+    from enpire_env.sim_cell import CellConfig
+    from enpire_rollout.robot_link import RobotLink
+
+    with running(one_cell(4.0)):
+        node = rclpy.create_node("port_contract", context=ros_context_module)
+        executor = MultiThreadedExecutor(4, context=ros_context_module)
+        executor.add_node(node)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        streams = StreamNode(node)
+        link = RobotLink(node, "robot_0", None, So101Kinematics(), CellConfig(), True,
+                         streams.node, 0.1, 5.0, "teleport", 60.0)  # fmt: skip
+        yield link
+        link.close()
+        streams.close()
+        executor.shutdown()
+        node.destroy_node()
+
+
+@pytest.fixture(params=["sim", "ros"])
+def robot(request) -> FleetRobot:
+    robot = SimRobot("robot_0") if request.param == "sim" else request.getfixturevalue("ros_robot")
+    assert isinstance(robot, FleetRobot)
+    robot.open()
+    assert robot.wait_alive(5.0)
+    yield robot
+    robot.close()
+
+
+def test_reset_puts_the_seeds_start_state_in_place(robot):
+    r = robot.reset(7)
+    assert r.ok, r.error
+    robot.start()
+    obs = robot.observe(0)
+    assert set(obs) >= OBS_KEYS
+    assert len(obs["tip"]) == 2 and len(obs["joints"]) == 6 and len(obs["goal_pose"]) == 3
+    assert obs["block_pose"] is not None
+    assert np.allclose(obs["block_pose"][:2], PUSHT.sample_start_state(7)[:2], atol=5.0)
+    assert 0.0 <= robot.coverage(obs) <= 1.0
+
+
+def test_a_commanded_advance_is_one_control_period_of_cell_time(robot):
+    t0 = robot.start()
+    robot.command(robot.joints())
+    t1 = robot.advance()
+    robot.command(robot.joints())
+    t2 = robot.advance()
+    assert 0.5 * robot.dt <= t1 - t0 <= 3 * robot.dt
+    assert 0.5 * robot.dt <= t2 - t1 <= 3 * robot.dt
+
+
+def test_commands_move_the_tip_towards_the_target(robot):
+    assert robot.reset(3).ok
+    ctrl = TipControl(robot.kin, robot.cell_cfg)
+    robot.start()
+    start = np.array(robot.observe(0)["tip"])
+    target = start + np.array([0.0, -60.0])
+    for _ in range(25):
+        robot.command(ctrl.joints(Action(tip=tuple(target), lift=True), robot.joints()))
+        robot.advance()
+    end = np.array(robot.observe(25)["tip"])
+    assert np.linalg.norm(end - target) < 0.5 * np.linalg.norm(start - target)
+    robot.hold()
+
+
+def test_camera_frames_come_at_the_asked_size(robot):
+    robot.start()
+    img = robot.image(48)
+    assert img is not None and img.shape == (48, 48, 3) and img.dtype == np.uint8
+
+
+class _Broken:
+    def act(self, obs):
+        return {"tip": [1 / 0, 0]}
+
+
+class _Still:
+    def act(self, obs):
+        return {"tip": obs["tip"], "lift": True}
+
+
+def test_a_policy_error_ends_the_episode_with_its_traceback(robot):
+    out = run_on_port(robot, _Broken(), 0, max_steps=20)
+    assert out.outcome == "policy_error" and not out.success
+    assert "ZeroDivisionError" in out.error and "Traceback" in out.error
+
+
+def test_episodes_count_steps_on_the_cell_clock_and_stop_when_asked(robot):
+    out = run_on_port(robot, _Still(), 0, max_steps=6, record=True, video_size=32)
+    assert out.outcome == "failure" and out.steps == 6
+    assert len(out.states) == len(out.actions) == len(out.rewards) == len(out.frames)
+    assert out.robot_seconds == pytest.approx(6 * robot.dt, abs=2.5 * robot.dt)
+    stop = threading.Event()
+    stop.set()
+    assert run_on_port(robot, _Still(), 0, max_steps=6, stop=stop).outcome == "canceled"

@@ -1,0 +1,99 @@
+"""The rollout service without ROS: an in-process fleet of simulated cells, real sandboxed
+policy workers, a real ledger and datasets."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+
+import pytest
+
+from enpire_policy.lerobot_dataset import read_episodes
+from enpire_policy.policy_ref import PolicyRef
+from enpire_rollout.ledger import Ledger
+from enpire_rollout.rollout_core import RolloutError, RolloutErrorCode, RolloutRequest
+from enpire_rollout.rollout_service import RolloutService, ServiceConfig, SimRobot
+
+
+def _request(policy: PolicyRef, n: int, seed: int = 0, **kw) -> RolloutRequest:
+    args = dict(task="pusht", num_episodes=n, robot_ids=[], num_robots=0, time_budget=0.0,
+                seed=seed, agent_id="a")  # fmt: skip
+    args.update(kw)
+    return RolloutRequest(policy, **args)
+
+
+@pytest.fixture
+def service(tmp_path):
+    robots = {r: SimRobot(r) for r in ("robot_0", "robot_1")}
+    cfg = ServiceConfig(max_steps=120, video_size=16, min_episode_wall=0.0)
+    svc = RolloutService(robots, Ledger(tmp_path / "ledger.sqlite"), tmp_path, cfg)
+    yield svc
+    svc.close()
+
+
+def test_a_goal_runs_on_every_robot_and_everything_is_recorded(service, tmp_path):
+    progress = []
+    run = service.submit(_request(PolicyRef(name="heuristic"), 4, seed=10))
+    out = service.wait(run, progress.append)
+    assert out.error_code == RolloutErrorCode.NONE, out.error_msg
+    assert len(out.episodes) == 4 and sorted(r.seed for r in out.episodes) == [10, 11, 12, 13]
+    assert {r.robot_id for r in out.episodes} == {"robot_0", "robot_1"}
+    assert progress and progress[-1].episodes_total == 4
+    rows = Ledger(tmp_path / "ledger.sqlite").episodes()
+    assert {r["id"] for r in rows} == {r.episode_id for r in out.episodes}
+    for rec in out.episodes:
+        assert rec.outcome in ("success", "failure") and rec.steps > 0
+        assert rec.recording_path.startswith(rec.dataset) and rec.dataset_index >= 0
+    eps = read_episodes(out.episodes[0].dataset)
+    assert len(eps) == 4 and all(e["length"] > 0 for e in eps)
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()  # fmt: skip
+
+
+def test_agent_code_errors_come_back_with_their_traceback(service, tmp_path):
+    repo = tmp_path / "agent"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "policy.py").write_text(
+        textwrap.dedent("""
+        class Policy:
+            def reset(self, seed):
+                pass
+
+            def act(self, obs):
+                return self.plan(obs)
+
+            def plan(self, obs):
+                return {"tip": [obs["step"] // 0, 0.0]}
+
+
+        def make_policy():
+            return Policy()
+    """)
+    )
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "p")
+    run = service.submit(_request(PolicyRef(repo_path=str(repo), module="policy"), 2))
+    out = service.wait(run)
+    assert out.error_code == RolloutErrorCode.POLICY_ERROR
+    for rec in out.episodes:
+        assert rec.outcome == "policy_error"
+        assert "ZeroDivisionError" in rec.error and "plan" in rec.error  # the traceback
+
+
+def test_bad_goals_are_refused_with_codes(service):
+    with pytest.raises(RolloutError) as e:
+        service.submit(_request(PolicyRef(name="nope"), 1))
+    assert e.value.code == RolloutErrorCode.UNKNOWN_POLICY
+    with pytest.raises(RolloutError) as e:
+        service.submit(_request(PolicyRef(name="naive"), 1, robot_ids=["robot_9"]))
+    assert e.value.code == RolloutErrorCode.UNKNOWN_ROBOT
+
+
+def test_cancel_stops_the_goal(service):
+    run = service.submit(_request(PolicyRef(name="naive"), 50))
+    out = service.wait(run, canceled=lambda: True)
+    assert out.error_code == RolloutErrorCode.CANCELED and len(out.episodes) < 50
