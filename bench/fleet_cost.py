@@ -50,14 +50,27 @@ def cpu_seconds(pid: int) -> float:
 class Fleet:
     """``enpire launch`` in a process group, with the pids of its nodes."""
 
-    def __init__(self, robots: int, time_scale: float, data_dir: str, env: dict):
+    def __init__(self, robots: int, time_scale: float, data_dir: str, env: dict, config: str = ""):
         self.lines: list[str] = []
+        extra = ["--config", config] if config else []
         self.proc = subprocess.Popen(
-            [*ENPIRE, "launch", "--robots", str(robots), "--time-scale", str(time_scale),
-             "--data-dir", data_dir],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            [
+                *ENPIRE,
+                "launch",
+                "--robots",
+                str(robots),
+                "--time-scale",
+                str(time_scale),
+                "--data-dir",
+                data_dir,
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
             start_new_session=True,
-        )  # fmt: skip
+        )
         threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
         deadline = time.monotonic() + 180
         while not (self._said("rollout server ready") and self._said("reset server ready")):
@@ -65,8 +78,11 @@ class Fleet:
                 self.close()
                 raise RuntimeError("fleet did not start:\n" + "".join(self.lines[-30:]))
             time.sleep(0.2)
-        self.nodes = {m.group(1): int(m.group(2)) for ln in list(self.lines)
-                      if (m := re.search(r"started (\S+) \(pid (\d+)\)", ln))}  # fmt: skip
+        self.nodes = {
+            m.group(1): int(m.group(2))
+            for ln in list(self.lines)
+            if (m := re.search(r"started (\S+) \(pid (\d+)\)", ln))
+        }
         self.nodes.pop("/train_node", None)  # PI: not part of the robot fleet
 
     def _said(self, text: str) -> bool:
@@ -85,12 +101,28 @@ class Fleet:
 
 
 def rollout(env: dict, episodes: int, seed: int, budget: float = 0.0) -> None:
-    cmd = [*ENPIRE, "rollout", "--policy", "heuristic", "--episodes", str(episodes),
-           "--seed", str(seed), "--agent", "bench"]  # fmt: skip
+    cmd = [
+        *ENPIRE,
+        "rollout",
+        "--policy",
+        "heuristic",
+        "--episodes",
+        str(episodes),
+        "--seed",
+        str(seed),
+        "--agent",
+        "bench",
+    ]
     if budget:
         cmd += ["--budget", str(budget)]
-    subprocess.run(cmd, env=env, check=False, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=3600)  # fmt: skip
+    subprocess.run(
+        cmd,
+        env=env,
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=3600,
+    )
 
 
 def ledger_rows(data_dir: str, sql: str, args=()) -> list[dict]:
@@ -99,14 +131,27 @@ def ledger_rows(data_dir: str, sql: str, args=()) -> list[dict]:
     return LedgerReader(Path(data_dir) / "ledger.sqlite").query(sql, args, max_rows=100000)
 
 
-def idle_and_step(args, env: dict, out: list[str]) -> float:
+def no_video_config(tmp: str) -> str:
+    """The default params file with the rollout node's video and MCAP frames off."""
+    import yaml
+
+    from enpire_bringup.fleet import default_params_file
+
+    cfg = yaml.safe_load(default_params_file().read_text())
+    cfg["rollout_node"]["ros__parameters"].update(video_size=0, mcap_image_every=0)
+    path = Path(tmp) / "no-video.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def idle_and_step(args, env: dict, out: list[str], video: bool) -> float:
     with tempfile.TemporaryDirectory(prefix="enpire-cost-") as data:
-        fleet = Fleet(1, args.time_scale, data, env)
+        fleet = Fleet(1, args.time_scale, data, env, "" if video else no_video_config(data))
         try:
             time.sleep(args.settle)
             before = fleet.cpu()
             t0 = time.monotonic()
-            time.sleep(args.idle_seconds)
+            time.sleep(args.idle_seconds if video else 0.0)
             wall = time.monotonic() - t0
             idle = {n: c - before[n] for n, c in fleet.cpu().items()}
             before = fleet.cpu()
@@ -114,30 +159,50 @@ def idle_and_step(args, env: dict, out: list[str]) -> float:
             used = {n: c - before[n] for n, c in fleet.cpu().items()}
         finally:
             fleet.close()
-        eps = ledger_rows(data, "SELECT steps, robot_seconds, reset_seconds, wall_start, "
-                          "wall_end, status FROM episodes")  # fmt: skip
+        eps = ledger_rows(
+            data,
+            "SELECT steps, robot_seconds, reset_seconds, wall_start, "
+            "wall_end, status FROM episodes",
+        )
         ivs = ledger_rows(data, "SELECT state, t_start, t_end FROM robot_intervals")
-    total = sum(idle.values())
-    out.append(f"idle: enpire launch --robots 1 --time-scale {args.time_scale:g}, no goal, "
-               f"{wall:.0f} s window after {args.settle:g} s settling")  # fmt: skip
-    for n, s in sorted(idle.items(), key=lambda kv: -kv[1]):
-        out.append(f"  {n:<28} {100 * s / wall:6.2f} % of a core")
-    out.append(f"  idle fleet: {100 * total / wall:.2f} % of a core per robot (target <= 2 %)")
+    if video:
+        total = sum(idle.values())
+        out.append(
+            f"idle: enpire launch --robots 1 --time-scale {args.time_scale:g}, no goal, "
+            f"{wall:.0f} s window after {args.settle:g} s settling"
+        )
+        for n, s in sorted(idle.items(), key=lambda kv: -kv[1]):
+            out.append(f"  {n:<28} {100 * s / wall:6.2f} % of a core")
+        out.append(f"  idle fleet: {100 * total / wall:.2f} % of a core per robot (target <= 2 %)")
+    out.append(
+        "step, "
+        + (
+            "with the default video recording (96 px frames every step, "
+            "MCAP with every 5th camera frame):"
+            if video
+            else "state only (video_size 0, mcap_image_every 0):"
+        )
+    )
     steps = sum(r["steps"] for r in eps)
     robot_s = sum(r["robot_seconds"] + r["reset_seconds"] for r in eps)
     robot_steps = robot_s * args.control_hz
     cpu = sum(used.values())
-    ep_wall = sum(iv["t_end"] - iv["t_start"] for iv in ivs
-                  if iv["state"] == "episode" and iv["t_end"])  # fmt: skip
-    out.append(f"step: {len(eps)} heuristic episodes ({steps} policy steps, "
-               f"{robot_steps:.0f} robot-steps with resets) on 1 cell")  # fmt: skip
+    ep_wall = sum(
+        iv["t_end"] - iv["t_start"] for iv in ivs if iv["state"] == "episode" and iv["t_end"]
+    )
+    out.append(
+        f"  {len(eps)} heuristic episodes ({steps} policy steps, "
+        f"{robot_steps:.0f} robot-steps with resets) on 1 cell"
+    )
     for n, s in sorted(used.items(), key=lambda kv: -kv[1]):
         out.append(f"  {n:<28} {1000 * s / robot_steps:6.2f} ms CPU per robot-step")
     per_step = 1000 * cpu / robot_steps
     out.append(f"  {per_step:.2f} ms CPU per robot-step (all processes; target <= 3 ms)")
     period = 1000 / args.control_hz / args.time_scale
-    out.append(f"  {1000 * ep_wall / max(steps, 1):.1f} ms wall per policy step (control "
-               f"period at time_scale {args.time_scale:g}: {period:.0f} ms)")  # fmt: skip
+    out.append(
+        f"  {1000 * ep_wall / max(steps, 1):.1f} ms wall per policy step (control "
+        f"period at time_scale {args.time_scale:g}: {period:.0f} ms)"
+    )
     return per_step
 
 
@@ -165,9 +230,11 @@ def throughput(cells: int, args, env: dict) -> float:
             fleet.close()
         start = t0 + args.warmup
         n = ledger_rows(
-            data, "SELECT COUNT(*) AS n FROM episodes WHERE wall_end >= ? AND wall_end <= ? "
-            "AND status IN ('success', 'failure')", (start, t1),
-        )[0]["n"]  # fmt: skip
+            data,
+            "SELECT COUNT(*) AS n FROM episodes WHERE wall_end >= ? AND wall_end <= ? "
+            "AND status IN ('success', 'failure')",
+            (start, t1),
+        )[0]["n"]
     return n / ((t1 - start) / 3600)
 
 
@@ -181,24 +248,31 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=8.0, help="s after all nodes are ready")
     ap.add_argument("--episodes", type=int, default=8)
     ap.add_argument("--seed", type=int, default=500)
-    ap.add_argument("--window", type=float, default=150.0, help="wall s per fleet size")
-    ap.add_argument("--warmup", type=float, default=20.0, help="s of the window not counted")
+    ap.add_argument("--window", type=float, default=180.0, help="wall s per fleet size")
+    ap.add_argument("--warmup", type=float, default=30.0, help="s of the window not counted")
     ap.add_argument("--domain", type=int, default=78)
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     out = [f"bench/fleet_cost.py on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"]
-    ros = idle_and_step(args, env, out)
     direct = in_process(args)
-    out.append(f"  in one process (same episodes, no ROS): {direct:.2f} ms CPU per step -> "
-               f"ROS / in-process {ros / direct:.1f}x (target <= 4x)")  # fmt: skip
-    print("\n".join(out), flush=True)
+    print(out[0], flush=True)
+    for video in (True, False):
+        shown = len(out)
+        ros = idle_and_step(args, env, out, video)
+        out.append(
+            f"  in one process (same episodes, no ROS, no video): {direct:.2f} ms CPU per "
+            f"step -> ROS / in-process {ros / direct:.1f}x (target <= 4x)"
+        )
+        print("\n".join(out[shown:]), flush=True)
     rates = {}
     for n in args.cells:
         rates[n] = throughput(n, args, env)
-        line = (f"throughput: {n} cell(s) at time_scale {args.throughput_time_scale:g}: "
-                f"{rates[n]:.0f} episodes/h")  # fmt: skip
+        line = (
+            f"throughput: {n} cell(s) at time_scale {args.throughput_time_scale:g}: "
+            f"{rates[n]:.0f} episodes/h"
+        )
         out.append(line)
         print(line, flush=True)
     if rates.get(1):
