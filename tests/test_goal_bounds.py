@@ -5,6 +5,8 @@ interface's error codes."""
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,37 @@ from enpire_policy.policy_ref import PolicyRef
 from enpire_policy.recipes.base import TrainError, TrainErrorCode, TrainRequest
 from enpire_rollout import rollout_core
 from enpire_rollout.rollout_core import RolloutError, RolloutErrorCode, RolloutRequest
+
+
+def _result_constants(action: str) -> dict[str, int]:
+    """The integer constants of an action's result section, read from the .action file."""
+    from ament_index_python.packages import get_package_share_directory
+
+    text = Path(get_package_share_directory("enpire_msgs")) / "action" / f"{action}.action"
+    result = text.read_text().split("\n---\n")[1]
+    found = re.findall(r"^uint\d+\s+([A-Z_]+)=(\d+)", result, re.MULTILINE)
+    return {name: int(value) for name, value in found}
+
+
+@pytest.mark.parametrize(
+    ("action", "codes"),
+    [("Reset", ResetErrorCode), ("Rollout", RolloutErrorCode), ("Train", TrainErrorCode)],
+)
+def test_error_codes_are_the_interfaces(action, codes):
+    """One mirror test for the three actions: the cores' codes are the interfaces' constants,
+    every one of them, and the generated classes agree."""
+    assert {c.name: c.value for c in codes} == _result_constants(action)
+    generated = {"Reset": Reset, "Rollout": Rollout, "Train": Train}[action].Result
+    for c in codes:
+        assert getattr(generated, c.name) == c.value
+
+
+def test_episode_outcomes_are_the_interfaces():
+    from enpire_msgs.msg import EpisodeResult
+    from enpire_rollout.messages import OUTCOMES
+
+    for name, value in OUTCOMES.items():
+        assert getattr(EpisodeResult, f"OUTCOME_{name.upper()}") == value
 
 
 def test_cores_mirror_the_interface_constants():
