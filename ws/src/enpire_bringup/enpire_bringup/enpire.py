@@ -527,7 +527,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--min", default="rlimits", help="exit 1 when the best level is below this")
     p.set_defaults(func=cmd_isolation)
+
+    p = sub.add_parser(
+        "mcp", help="the lab's tools as an MCP server over stdio (for Claude Code, Codex, ...)"
+    )
+    p.add_argument(
+        "--lab",
+        choices=("local", "ros"),
+        default="ros",
+        help="ros: the fleet's /rollout and /train; local: simulated cells here",
+    )
+    p.add_argument("--agent", default="", help="agent id (default: $ENPIRE_AGENT_ID or mcp)")
+    p.add_argument(
+        "--data-dir", default=None, help="ledger and artifacts (default ~/.enpire/data)"
+    )
+    p.add_argument("--max-steps", type=int, default=300, help="--lab local: steps per episode")
+    p.set_defaults(func=cmd_mcp)
     return parser
+
+
+def cmd_mcp(args) -> int:
+    from enpire_evolve import mcp_server
+
+    argv = ["--lab", args.lab, "--max-steps", str(args.max_steps)]
+    if args.agent:
+        argv += ["--agent", args.agent]
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
+    return mcp_server.main(argv)
 
 
 def cmd_isolation(args) -> int:

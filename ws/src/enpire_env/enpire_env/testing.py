@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -112,6 +113,26 @@ def ros_domain_module() -> Iterator[int]:
 def ros_context_module(ros_domain_module) -> Iterator[object]:
     with _context(ros_domain_module) as ctx:
         yield ctx
+
+
+@contextlib.asynccontextmanager
+async def mcp_session(*args: str):
+    """An MCP client session with ``enpire mcp ARGS`` over stdio: the SDK's own client,
+    launching the server as Claude Code or Codex do, with this process's environment."""
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    cmd = ["-m", "enpire_bringup.enpire", "mcp", *args]
+    params = StdioServerParameters(command=sys.executable, args=cmd, env=dict(os.environ))
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+def tool_json(result) -> dict:
+    """The JSON a tool call answered (asserting it was not an error)."""
+    assert not result.is_error, result.content[0].text
+    return json.loads(result.content[0].text)
 
 
 class NodeProcess:

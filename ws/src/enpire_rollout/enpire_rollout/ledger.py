@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     t_start REAL NOT NULL, t_end REAL, prompt_tokens INTEGER DEFAULT 0,
     completion_tokens INTEGER DEFAULT 0, ok INTEGER NOT NULL, error TEXT
 );
+CREATE TABLE IF NOT EXISTS tool_calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, agent_id TEXT, tool TEXT NOT NULL,
+    t_start REAL NOT NULL, duration REAL, outcome TEXT NOT NULL, detail TEXT
+);
 CREATE TABLE IF NOT EXISTS evolve_runs (
     id TEXT PRIMARY KEY, created REAL NOT NULL, config TEXT, status TEXT NOT NULL,
     wall_used REAL DEFAULT 0, finished REAL, result TEXT
@@ -262,6 +266,10 @@ class Ledger:
             sql += " AND agent_id = ?"
             args.append(agent_id)
         return float(self._read(sql, args)[0]["s"])
+
+    def add_tool_call(self, row: dict) -> int:
+        """One call of the lab's tools (MCP): agent, tool, duration, outcome."""
+        return self._insert("INSERT", "tool_calls", row)
 
     def add_llm_call(self, row: dict) -> int:
         return self._insert("INSERT", "llm_calls", row)

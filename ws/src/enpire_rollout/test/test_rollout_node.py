@@ -143,3 +143,30 @@ def test_parameter_search_evaluates_candidates_through_rollout_goals(fleet, ros_
     rows = [r for r in led.episodes() if r["agent_id"] == "searcher"]
     assert len(rows) == 4  # 2 candidates x 2 episodes, run on the fleet
     assert all("candidates" in json.loads(r["policy"])["artifact"] for r in rows)
+
+
+def test_an_mcp_client_runs_a_rollout_on_the_fleet(fleet):
+    """`enpire mcp --lab ros`: an agent's tool calls become Rollout goals on this fleet."""
+    import anyio
+
+    from enpire_env.testing import mcp_session, tool_json
+
+    _procs, data = fleet
+
+    async def main():
+        args = ("--lab", "ros", "--agent", "mcp-a", "--data-dir", str(data))
+        async with mcp_session(*args) as s:
+            out = tool_json(
+                await s.call_tool("rollout", {"episodes": 2, "seed": 40, "name": "heuristic"})
+            )
+            return out, tool_json(await s.call_tool("score", {"window": 10}))
+
+    out, score = anyio.run(main)
+    assert out["episodes"] == 2 and out["error_code"] == 0, out
+    led = Ledger(data / "ledger.sqlite")
+    eps = led.query("SELECT seed, mcap FROM episodes WHERE agent_id = 'mcp-a'")
+    assert sorted(e["seed"] for e in eps) == [40, 41]
+    assert all(e["mcap"].endswith(".mcap") for e in eps)
+    assert score["episodes"] == 2 and score["successes"] == round(2 * out["success_rate"])
+    rows = led.query("SELECT tool, outcome FROM tool_calls WHERE agent_id = 'mcp-a' ORDER BY id")
+    assert [(r["tool"], r["outcome"]) for r in rows] == [("rollout", "ok"), ("score", "ok")]

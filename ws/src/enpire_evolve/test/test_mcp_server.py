@@ -1,0 +1,56 @@
+"""`enpire mcp` as an MCP client sees it: the official SDK's client launches the server over
+stdio (as Claude Code or Codex would), lists the tools and calls them against a local lab."""
+
+from __future__ import annotations
+
+import anyio
+from mcp import ClientSession
+
+from enpire_env.testing import mcp_session, tool_json
+
+TOOLS = {"task", "rollout", "train", "score", "query_ledger", "fleet_status"}
+
+
+def test_a_client_reads_the_task_runs_a_rollout_and_queries_the_ledger(tmp_path):
+    async def session(s: ClientSession):
+        assert {t.name for t in (await s.list_tools()).tools} >= TOOLS
+        task = tool_json(await s.call_tool("task", {}))
+        assert task["goal_success_rate"] == 0.95 and "tests/" in task["protected_paths"]
+        seen = []
+
+        async def progress(done, total, message):
+            seen.append((done, total))
+
+        out = tool_json(
+            await s.call_tool(
+                "rollout",
+                {"episodes": 2, "seed": 3, "name": "heuristic"},
+                progress_callback=progress,
+            )
+        )
+        assert out["episodes"] == 2 and out["error_code"] == 0
+        assert 0.0 <= out["ci"][0] <= out["success_rate"] <= out["ci"][1] <= 1.0
+        assert seen and seen[-1] == (2.0, 2.0)
+        rows = tool_json(
+            await s.call_tool(
+                "query_ledger",
+                {"sql": "SELECT agent_id, tool, outcome FROM tool_calls ORDER BY id"},
+            )
+        )["rows"]
+        assert [(r["agent_id"], r["tool"], r["outcome"]) for r in rows] == [
+            ("a0", "task", "ok"),
+            ("a0", "rollout", "ok"),
+        ]
+        bad = await s.call_tool("query_ledger", {"sql": "DELETE FROM tool_calls"})
+        assert bad.is_error and "query refused" in bad.content[0].text
+        bad = await s.call_tool("rollout", {"episodes": 0, "name": "heuristic"})
+        assert bad.is_error and "episodes must be" in bad.content[0].text
+        return True
+
+    async def main():
+        async with mcp_session(
+            "--lab", "local", "--data-dir", str(tmp_path), "--agent", "a0", "--max-steps", "150"
+        ) as s:
+            return await session(s)
+
+    assert anyio.run(main)
