@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from enpire_env.pusht_geometry import SUCCESS_THRESHOLD
 from enpire_env.tasks import PUSHT
@@ -56,10 +56,16 @@ class LabTools:
             outcome = f"{type(e).__name__}: {e}"[:300]
             raise
         finally:
-            self.ledger.add_tool_call({
-                "agent_id": self.agent_id, "tool": tool, "t_start": t0,
-                "duration": time.time() - t0, "outcome": outcome, "detail": detail[:500],
-            })  # fmt: skip
+            self.ledger.add_tool_call(
+                {
+                    "agent_id": self.agent_id,
+                    "tool": tool,
+                    "t_start": t0,
+                    "duration": time.time() - t0,
+                    "outcome": outcome,
+                    "detail": detail[:500],
+                }
+            )
 
     # --- the tools ----------------------------------------------------------------------
     def task(self) -> dict:
@@ -85,16 +91,12 @@ class LabTools:
     def rollout(
         self,
         episodes: int,
-        seed: int = 0,
-        name: str = "",
-        repo_path: str = "",
-        commit: str = "",
-        module: str = "",
-        artifact: str = "",
+        seed: int,
+        policy: PolicyRef,
         progress: Callable[[int, int, int], None] | None = None,
     ) -> dict:
         """Run a policy for seeded episodes; blocks until done."""
-        ref = PolicyRef(name, self.agent_id, repo_path, commit, module, artifact)
+        ref = replace(policy, agent_id=self.agent_id)
         detail = json.dumps({"episodes": episodes, "seed": seed, "policy": ref.label})
 
         def run() -> dict:
@@ -112,24 +114,21 @@ class LabTools:
         return self._logged("rollout", run, detail)
 
     def train(
-        self,
-        recipe: str,
-        hyperparameters: dict | None = None,
-        time_budget: float = 0.0,
-        name: str = "",
-        repo_path: str = "",
-        commit: str = "",
-        module: str = "",
-        artifact: str = "",
+        self, recipe: str, hyperparameters: dict, time_budget: float, policy: PolicyRef
     ) -> dict:
         """Improve a policy with one of PI's recipes; the artifact path comes back."""
-        ref = PolicyRef(name, self.agent_id, repo_path, commit, module, artifact)
+        ref = replace(policy, agent_id=self.agent_id)
 
         def run() -> dict:
-            t = self.lab.train(recipe, ref.to_dict(), dict(hyperparameters or {}), time_budget,
-                               self.agent_id)  # fmt: skip
-            return {"error_code": t.error_code, "error_msg": t.error_msg,
-                    "artifact": t.artifact, "metrics": t.metrics}  # fmt: skip
+            t = self.lab.train(
+                recipe, ref.to_dict(), dict(hyperparameters), time_budget, self.agent_id
+            )
+            return {
+                "error_code": t.error_code,
+                "error_msg": t.error_msg,
+                "artifact": t.artifact,
+                "metrics": t.metrics,
+            }
 
         return self._logged("train", run, json.dumps({"recipe": recipe}))
 
@@ -146,8 +145,13 @@ class LabTools:
             )
             n, k = len(rows), sum(int(r["success"]) for r in rows)
             lo, hi = wilson_interval(k, n)
-            return {"episodes": n, "successes": k, "success_rate": k / n if n else 0.0,
-                    "ci": [round(lo, 4), round(hi, 4)], "window": window}  # fmt: skip
+            return {
+                "episodes": n,
+                "successes": k,
+                "success_rate": k / n if n else 0.0,
+                "ci": [round(lo, 4), round(hi, 4)],
+                "window": window,
+            }
 
         return self._logged("score", run)
 

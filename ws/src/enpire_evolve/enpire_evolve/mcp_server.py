@@ -21,9 +21,11 @@ import anyio
 import anyio.lowlevel
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as McpToolError
+from pydantic import BaseModel
 
 from enpire_evolve.lab import Lab, LocalLab
 from enpire_evolve.lab_tools import LabTools, TaskRules, ToolError
+from enpire_policy.policy_ref import PolicyRef
 from enpire_rollout.ledger import Ledger
 
 INSTRUCTIONS = (
@@ -35,6 +37,20 @@ INSTRUCTIONS = (
 )
 
 
+class Policy(BaseModel):
+    """Which policy: your code (`repo_path` + `commit` + `module`), a built-in (`name`:
+    heuristic or naive) or a trained `artifact` directory."""
+
+    repo_path: str = ""
+    commit: str = ""
+    module: str = "policy"
+    name: str = ""
+    artifact: str = ""
+
+    def ref(self) -> PolicyRef:
+        return PolicyRef.from_any(self.model_dump())
+
+
 def build_server(tools: LabTools) -> MCPServer:
     server = MCPServer("enpire", instructions=INSTRUCTIONS)
 
@@ -44,22 +60,10 @@ def build_server(tools: LabTools) -> MCPServer:
         return _answer(tools.task)
 
     @server.tool()
-    async def rollout(
-        episodes: int,
-        ctx: Context,
-        seed: int = 0,
-        repo_path: str = "",
-        commit: str = "",
-        module: str = "policy",
-        name: str = "",
-        artifact: str = "",
-    ) -> dict:
+    async def rollout(episodes: int, policy: Policy, ctx: Context, seed: int = 0) -> dict:
         """Run a policy for `episodes` seeded episodes (seeds seed .. seed+episodes-1) and
         wait for the result: success rate, 95% interval, outcomes, failures with their errors
-        and recordings. The policy is your code (`repo_path` + `commit` + `module`), a built-in
-        (`name`: heuristic or naive) or a trained `artifact` directory. Progress is reported
-        per episode."""
-
+        and recordings. Progress is reported per episode."""
         token = anyio.lowlevel.current_token()  # progress comes from the lab's own threads
 
         def progress(done: int, total: int, ok: int) -> None:
@@ -71,22 +75,13 @@ def build_server(tools: LabTools) -> MCPServer:
                 pass
 
         def run() -> dict:
-            return tools.rollout(
-                episodes, seed, name, repo_path, commit, module, artifact, progress
-            )
+            return tools.rollout(episodes, seed, policy.ref(), progress)
 
         return await anyio.to_thread.run_sync(_answer, run)
 
     @server.tool()
     async def train(
-        recipe: str,
-        hyperparameters: str = "{}",
-        time_budget: float = 0.0,
-        repo_path: str = "",
-        commit: str = "",
-        module: str = "policy",
-        name: str = "",
-        artifact: str = "",
+        recipe: str, policy: Policy, hyperparameters: str = "{}", time_budget: float = 0.0
     ) -> dict:
         """Improve a policy with a recipe (heuristic_search, bc_mlp, bc_cnn, residual_rl);
         `hyperparameters` is a JSON object. Returns the artifact directory and metrics."""
@@ -96,7 +91,7 @@ def build_server(tools: LabTools) -> MCPServer:
             raise McpToolError(f"hyperparameters is not JSON: {e}") from None
 
         def run() -> dict:
-            return tools.train(recipe, hp, time_budget, name, repo_path, commit, module, artifact)
+            return tools.train(recipe, hp, time_budget, policy.ref())
 
         return await anyio.to_thread.run_sync(_answer, run)
 

@@ -24,7 +24,7 @@ def test_a_client_reads_the_task_runs_a_rollout_and_queries_the_ledger(tmp_path)
         out = tool_json(
             await s.call_tool(
                 "rollout",
-                {"episodes": 2, "seed": 3, "name": "heuristic"},
+                {"episodes": 2, "seed": 3, "policy": {"name": "heuristic"}},
                 progress_callback=progress,
             )
         )
@@ -43,7 +43,7 @@ def test_a_client_reads_the_task_runs_a_rollout_and_queries_the_ledger(tmp_path)
         ]
         bad = await s.call_tool("query_ledger", {"sql": "DELETE FROM tool_calls"})
         assert bad.is_error and "query refused" in bad.content[0].text
-        bad = await s.call_tool("rollout", {"episodes": 0, "name": "heuristic"})
+        bad = await s.call_tool("rollout", {"episodes": 0, "policy": {"name": "heuristic"}})
         assert bad.is_error and "episodes must be" in bad.content[0].text
         return True
 

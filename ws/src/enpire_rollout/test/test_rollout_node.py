@@ -157,7 +157,9 @@ def test_an_mcp_client_runs_a_rollout_on_the_fleet(fleet):
         args = ("--lab", "ros", "--agent", "mcp-a", "--data-dir", str(data))
         async with mcp_session(*args) as s:
             out = tool_json(
-                await s.call_tool("rollout", {"episodes": 2, "seed": 40, "name": "heuristic"})
+                await s.call_tool(
+                    "rollout", {"episodes": 2, "seed": 40, "policy": {"name": "heuristic"}}
+                )
             )
             return out, tool_json(await s.call_tool("score", {"window": 10}))
 
