@@ -115,6 +115,13 @@ class EpisodeOutcome:
     rewards: list = field(default_factory=list, repr=False)  # after each action
     frames: list = field(default_factory=list, repr=False)  # recorded camera frames
 
+    def policy_failed(self, e: PolicyError) -> EpisodeOutcome:
+        """End as a policy error, its message followed by the policy's traceback."""
+        self.outcome, self.error = "policy_error", str(e)
+        if e.traceback:
+            self.error += "\n" + e.traceback
+        return self
+
     def to_episode_data(self, info: dict | None = None):
         from enpire_policy.lerobot_dataset import EpisodeData
 
@@ -262,9 +269,7 @@ def run_on_port(
         if stop is not None and stop.is_set() and not out.success:
             out.outcome = "canceled"
     except PolicyError as e:
-        out.outcome, out.error = "policy_error", str(e)
-        if e.traceback:
-            out.error += "\n" + e.traceback
+        out.policy_failed(e)
     except CellLostError as e:
         out.outcome, out.error = "interrupted", str(e)
     if record and len(out.rewards) < len(out.actions):

@@ -93,10 +93,6 @@ class RobotLink:
             self.streams.destroy_subscription(s)
         self._subs = []
 
-    @property
-    def is_open(self) -> bool:
-        return bool(self._subs)
-
     def wait_alive(self, timeout: float) -> bool:
         """Whether the (open) link receives joint states within ``timeout`` s."""
         with self._cv:  # the first message after subscribing waits for discovery too
@@ -157,9 +153,6 @@ class RobotLink:
         self._state_tick, self._state = self.wait_tick(self._tick, self.cell_timeout)
         return seconds_from_stamp(self._state.header.stamp)
 
-    def observe(self, step: int) -> dict:
-        return self.observation(self._state, step, self.dt)
-
     def coverage(self, obs: dict) -> float | None:
         return None if obs["block_pose"] is None else coverage(obs["block_pose"])
 
@@ -185,7 +178,8 @@ class RobotLink:
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
         return img
 
-    def observation(self, js: JointState, step: int, dt: float, pose_wait: float = 0.05) -> dict:
+    def observe(self, step: int, pose_wait: float = 0.05) -> dict:
+        js, dt = self._state, self.dt
         q = joint_positions(js)
         tip = self.kin.tip_position(q)
         u, v = self.cell_cfg.table_to_px(tip[0], tip[1])

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -34,7 +34,7 @@ from enpire_policy.episode import (
     run_on_port,
     wilson_interval,
 )
-from enpire_policy.lerobot_dataset import EpisodeData, LeRobotDatasetWriter
+from enpire_policy.lerobot_dataset import LeRobotDatasetWriter
 from enpire_policy.policy_ref import PolicyRef
 from enpire_policy.sandbox import PolicyError, SandboxedPolicy
 from enpire_rollout.ledger import Ledger
@@ -473,23 +473,18 @@ class RolloutService:
         iv = self.ledger.open_interval(a.robot_id, "episode", a.goal_id, a.episode_id)
         log = robot.recorder(self.data_dir / "mcap" / a.goal_id / f"{a.episode_id}.mcap")
         try:
-            if log is not None:
-                log.__enter__()
-            if policy is None:
-                err = worker_box.get("error") or PolicyError("crash", "no policy worker")
-                rec.run = EpisodeOutcome(a.seed, outcome="policy_error", error=str(err))
-            else:
-                policy.reset(a.seed)
-                rec.run = run_on_port(
-                    robot, policy, a.seed, self.cfg.max_steps, stop, True, self.cfg.video_size
-                )
+            with log if log is not None else nullcontext():
+                if policy is None:
+                    err = worker_box.get("error") or PolicyError("crash", "no policy worker")
+                    rec.run = EpisodeOutcome(a.seed).policy_failed(err)
+                else:
+                    policy.reset(a.seed)
+                    rec.run = run_on_port(
+                        robot, policy, a.seed, self.cfg.max_steps, stop, True, self.cfg.video_size
+                    )
         except PolicyError as e:  # reset() failed in the worker
-            rec.run = EpisodeOutcome(a.seed, outcome="policy_error", error=str(e))
-            if e.traceback:
-                rec.run.error += "\n" + e.traceback
+            rec.run = EpisodeOutcome(a.seed).policy_failed(e)
         finally:
-            if log is not None:
-                log.__exit__(None, None, None)
             robot.hold()
             self.ledger.close_interval(iv)
         rec.outcome, rec.error = rec.run.outcome, rec.run.error
@@ -550,20 +545,13 @@ class RolloutService:
                 w = self._writers[a.goal_id] = LeRobotDatasetWriter(
                     root, fps=int(self.cfg.control_hz), image_size=self.cfg.video_size or None
                 )
-        o = rec.run
-        ep = EpisodeData(
-            np.nan_to_num(np.array(o.states, float)),
-            np.array(o.actions, float),
-            np.array(o.rewards, float),
-            o.success,
-            frames=np.stack(o.frames) if o.frames else None,
-            info={
+        ep = rec.run.to_episode_data(
+            {
                 "episode_id": a.episode_id,
                 "robot_id": a.robot_id,
-                "seed": a.seed,
                 "policy": run.req.policy.to_dict(),
                 "outcome": rec.outcome,
-            },
+            }
         )
         rec.dataset, rec.dataset_index = str(root), w.add_episode(ep)
 
