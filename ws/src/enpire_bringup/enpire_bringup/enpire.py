@@ -529,32 +529,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_isolation)
 
     p = sub.add_parser(
-        "mcp", help="the lab's tools as an MCP server over stdio (for Claude Code, Codex, ...)"
+        "mcp",
+        add_help=False,
+        help="the lab's tools as an MCP server (stdio or HTTP) for Claude Code, Codex, ...; "
+        "`enpire mcp --help` for its options",
     )
-    p.add_argument(
-        "--lab",
-        choices=("local", "ros"),
-        default="ros",
-        help="ros: the fleet's /rollout and /train; local: simulated cells here",
-    )
-    p.add_argument("--agent", default="", help="agent id (default: $ENPIRE_AGENT_ID or mcp)")
-    p.add_argument(
-        "--data-dir", default=None, help="ledger and artifacts (default ~/.enpire/data)"
-    )
-    p.add_argument("--max-steps", type=int, default=300, help="--lab local: steps per episode")
+    p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_mcp)
+    p = sub.add_parser(
+        "agents",
+        add_help=False,
+        help="host coding agents (claude, codex, a command) against a lab; "
+        "`enpire agents --help` for its options",
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_agents)
     return parser
 
 
 def cmd_mcp(args) -> int:
     from enpire_evolve import mcp_server
 
-    argv = ["--lab", args.lab, "--max-steps", str(args.max_steps)]
-    if args.agent:
-        argv += ["--agent", args.agent]
-    if args.data_dir:
-        argv += ["--data-dir", args.data_dir]
-    return mcp_server.main(argv)
+    return mcp_server.main(args.args)
+
+
+def cmd_agents(args) -> int:
+    from enpire_evolve import agent_host
+
+    return agent_host.main(args.args)
 
 
 def cmd_isolation(args) -> int:
@@ -570,6 +572,12 @@ def cmd_isolation(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("mcp", "agents"):  # their own parsers take every option
+        args = argparse.Namespace(
+            command=argv[0], args=argv[1:], func=cmd_mcp if argv[0] == "mcp" else cmd_agents
+        )
+        return args.func(args)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -10,16 +10,21 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from enpire_env.pusht_geometry import SUCCESS_THRESHOLD
 from enpire_env.tasks import PUSHT
 from enpire_evolve.lab import Lab
+from enpire_evolve.repo import POLICY_MODULE, GitError, git
 from enpire_policy.episode import wilson_interval
 from enpire_policy.policy_ref import PolicyRef
+from enpire_rollout.experiments import ExperimentQueue, QueueError
 from enpire_rollout.ledger import Ledger, LedgerReader, QueryError
 
 MAX_EPISODES_PER_CALL = 200
 QUERY_ROWS, QUERY_SECONDS = 200, 2.0
+MAX_WAIT = 600.0  # s one wait_experiment call may block
+FRAMES_PER_CASE = 2  # first and last camera frame of a failed episode
 
 
 class ToolError(ValueError):
@@ -36,12 +41,34 @@ class TaskRules:
         default_factory=lambda: ["tests/", "AGENTS.md", "CLAUDE.md", ".enpire/"]
     )
     score_to_beat: float = 0.0
+    base: str = ""  # commit the protected paths are compared with ("" = the repo's origin/main)
+    run_id: str = ""
+
+    def touched(self, repo: str | Path, commit: str) -> list[str]:
+        """Protected paths that ``commit`` changes relative to the base."""
+        base = self.base or git(repo, "rev-parse", "--verify", "refs/remotes/origin/main")
+        changed = git(repo, "diff", "--name-only", "--no-renames", base, commit).splitlines()
+        return sorted(
+            f
+            for f in changed
+            if any(f == p or (p.endswith("/") and f.startswith(p)) for p in self.protected)
+        )
 
 
 class LabTools:
-    def __init__(self, lab: Lab, ledger: Ledger, agent_id: str, rules: TaskRules | None = None):
+    def __init__(
+        self,
+        lab: Lab,
+        ledger: Ledger,
+        agent_id: str,
+        rules: TaskRules | None = None,
+        queue: ExperimentQueue | None = None,
+        repo: str | Path = "",
+    ):
         self.lab, self.ledger, self.agent_id = lab, ledger, agent_id
         self.rules = rules or TaskRules()
+        self.queue = queue or ExperimentQueue(ledger)
+        self.repo = Path(repo) if repo else None
         self._reader = LedgerReader(ledger.path)
 
     def _logged(self, tool: str, fn: Callable[[], dict], detail: str = "") -> dict:
@@ -168,6 +195,154 @@ class LabTools:
 
         return self._logged("query_ledger", run, sql)
 
+    # --- asynchronous experiments -------------------------------------------------------
+    def submit_experiment(
+        self,
+        commit: str = "HEAD",
+        episodes: int = 10,
+        kind: str = "screen",
+        seed: int = 0,
+        artifact: str = "",
+        module: str = POLICY_MODULE,
+        note: str = "",
+    ) -> dict:
+        """Queue a commit of the agent's repository; returns the experiment id at once."""
+        detail = json.dumps({"commit": commit, "episodes": episodes, "kind": kind})
+
+        def run() -> dict:
+            if self.repo is None:
+                raise ToolError("this server has no agent repository (start it with --repo)")
+            try:
+                sha = git(self.repo, "rev-parse", "--verify", f"{commit}^{{commit}}")
+            except GitError:
+                raise ToolError(f"no commit {commit!r} in {self.repo}") from None
+            touched = self.rules.touched(self.repo, sha)
+            if touched:
+                raise ToolError(
+                    f"refused: commit {sha[:10]} changes protected paths {touched}; the task's "
+                    "evaluation is not the agents' to change (revert those files and commit)"
+                )
+            ref = PolicyRef(
+                f"{self.agent_id}@{sha[:8]}", self.agent_id, str(self.repo), sha, module, artifact
+            )
+            try:
+                exp = self.queue.submit(
+                    self.agent_id, ref, episodes, kind, seed, self.rules.run_id, note
+                )
+            except QueueError as e:
+                raise ToolError(str(e)) from None
+            return exp.summary()
+
+        return self._logged("submit_experiment", run, detail)
+
+    def _own(self, experiment_id: str):
+        exp = self.queue.get(experiment_id)
+        if exp is None:
+            raise ToolError(f"no experiment {experiment_id}")
+        return exp
+
+    def experiment_status(self, experiment_id: str = "") -> dict:
+        """One experiment, or (no id) this agent's last 20."""
+
+        def run() -> dict:
+            if experiment_id:
+                return self._own(experiment_id).summary()
+            rows = self._reader.query(
+                "SELECT id FROM experiments WHERE agent_id = ? ORDER BY submitted DESC LIMIT 20",
+                (self.agent_id,),
+            )
+            return {"experiments": [self.queue.get(r["id"]).summary() for r in rows]}
+
+        return self._logged("experiment_status", run, experiment_id)
+
+    def wait_experiment(
+        self,
+        experiment_id: str,
+        timeout: float = 300.0,
+        progress: Callable[[int, int, int], None] | None = None,
+    ) -> dict:
+        """Until the experiment is done or ``timeout`` s (at most 600) passed."""
+
+        def run() -> dict:
+            self._own(experiment_id)
+
+            def moved(e) -> None:
+                if progress is not None:
+                    progress(e.episodes_done, e.episodes, 0)
+
+            exp = self.queue.wait(experiment_id, min(max(timeout, 0.0), MAX_WAIT), moved)
+            return exp.summary()
+
+        return self._logged("wait_experiment", run, experiment_id)
+
+    def cancel_experiment(self, experiment_id: str) -> dict:
+        def run() -> dict:
+            try:
+                return self.queue.cancel(experiment_id, self.agent_id).summary()
+            except QueueError as e:
+                raise ToolError(str(e)) from None
+
+        return self._logged("cancel_experiment", run, experiment_id)
+
+    def leaderboard(self) -> dict:
+        """Every agent's evaluated commits (screening and confirmation), best first."""
+
+        def run() -> dict:
+            run_id = self.rules.run_id or None
+            return {"entries": self.queue.leaderboard(run_id), "goal": self.rules.goal_success}
+
+        return self._logged("leaderboard", run)
+
+    def failure_cases(self, experiment_id: str, limit: int = 3) -> tuple[dict, list]:
+        """The failed episodes of an experiment and, where they were recorded with video, their
+        first and last camera frames as PNG: ``(summary, [(episode_id, which, png), ...])``."""
+        frames: list = []
+
+        def run() -> dict:
+            exp = self._own(experiment_id)
+            if not exp.goal_id:
+                raise ToolError(f"experiment {experiment_id} has not started")
+            rows = self._reader.query(
+                "SELECT id, seed, status, steps, error, dataset, dataset_index, mcap FROM"
+                " episodes WHERE goal_id = ? AND success = 0 ORDER BY wall_start LIMIT ?",
+                (exp.goal_id, max(1, min(int(limit), 10))),
+            )
+            cases = []
+            for r in rows:
+                case = {k: r[k] for k in ("id", "status", "steps", "mcap")}
+                case["error"] = (r["error"] or "")[-600:]
+                if exp.kind == "screen":
+                    case["seed"] = r["seed"]
+                for which, png in _episode_pngs(r["dataset"], r["dataset_index"]):
+                    frames.append((r["id"], which, png))
+                    case.setdefault("frames", []).append(which)
+                cases.append(case)
+            return {"experiment": experiment_id, "failures": cases}
+
+        return self._logged("failure_cases", run, experiment_id), frames
+
     def fleet_status(self) -> dict:
         """The robots the lab has (empty for a local lab: one simulated cell in process)."""
         return self._logged("fleet_status", lambda: {"robots": self.lab.robots()})
+
+
+def _episode_pngs(dataset: str | None, index: int | None) -> list[tuple[str, bytes]]:
+    """First and last frame of a recorded episode as PNG (none without a video)."""
+    if not dataset or index is None or index < 0:
+        return []
+    import cv2
+
+    from enpire_policy.lerobot_dataset import read_episode_frames
+
+    try:
+        video = read_episode_frames(dataset, int(index))
+    except (OSError, ValueError):
+        return []
+    if len(video) == 0:
+        return []
+    out = []
+    for which, frame in (("first", video[0]), ("last", video[-1]))[:FRAMES_PER_CASE]:
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        if ok:
+            out.append((which, buf.tobytes()))
+    return out

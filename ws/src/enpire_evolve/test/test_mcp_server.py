@@ -3,12 +3,30 @@ stdio (as Claude Code or Codex would), lists the tools and calls them against a 
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+
 import anyio
 from mcp import ClientSession
 
 from enpire_env.testing import mcp_session, tool_json
 
-TOOLS = {"task", "rollout", "train", "score", "query_ledger", "fleet_status"}
+TOOLS = {
+    "task",
+    "rollout",
+    "train",
+    "score",
+    "query_ledger",
+    "fleet_status",
+    "submit_experiment",
+    "experiment_status",
+    "wait_experiment",
+    "cancel_experiment",
+    "leaderboard",
+    "failure_cases",
+}
 
 
 def test_a_client_reads_the_task_runs_a_rollout_and_queries_the_ledger(tmp_path):
@@ -54,3 +72,55 @@ def test_a_client_reads_the_task_runs_a_rollout_and_queries_the_ledger(tmp_path)
             return await session(s)
 
     assert anyio.run(main)
+
+
+def test_streamable_http_serves_the_same_tools_and_refuses_what_it_cannot_run(tmp_path):
+    from mcp.client.streamable_http import streamable_http_client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "enpire_bringup.enpire",
+        "mcp",
+        "--lab",
+        "shared",
+        "--data-dir",
+        str(tmp_path),
+        "--agent",
+        "h0",
+        "--repo",
+        str(tmp_path),
+        "--transport",
+        "http",
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    async def main():
+        url = f"http://127.0.0.1:{port}/mcp"
+        for _ in range(100):  # the server imports, then listens
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        async with (
+            streamable_http_client(url) as (read, write, *_),
+            ClientSession(read, write) as s,
+        ):
+            await s.initialize()
+            assert {t.name for t in (await s.list_tools()).tools} >= TOOLS
+            bad = await s.call_tool("submit_experiment", {"commit": "HEAD"})
+            assert bad.is_error and "no commit" in bad.content[0].text  # not a git repo
+            board = tool_json(await s.call_tool("leaderboard", {}))
+            assert board["entries"] == []
+            return True
+
+    try:
+        assert anyio.run(main)
+    finally:
+        proc.terminate()
+        proc.wait(10)

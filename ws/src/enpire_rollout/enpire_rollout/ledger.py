@@ -50,6 +50,14 @@ CREATE TABLE IF NOT EXISTS tool_calls (
     id INTEGER PRIMARY KEY AUTOINCREMENT, agent_id TEXT, tool TEXT NOT NULL,
     t_start REAL NOT NULL, duration REAL, outcome TEXT NOT NULL, detail TEXT
 );
+CREATE TABLE IF NOT EXISTS experiments (
+    id TEXT PRIMARY KEY, run_id TEXT, agent_id TEXT NOT NULL, kind TEXT NOT NULL,
+    policy TEXT NOT NULL, commit_sha TEXT, episodes INTEGER NOT NULL, seed INTEGER,
+    priority INTEGER DEFAULT 0, status TEXT NOT NULL, note TEXT, submitted REAL NOT NULL,
+    started REAL, finished REAL, server TEXT, goal_id TEXT, episodes_done INTEGER DEFAULT 0,
+    successes INTEGER, success_rate REAL, result TEXT, error TEXT
+);
+CREATE INDEX IF NOT EXISTS experiments_status ON experiments(status, priority);
 CREATE TABLE IF NOT EXISTS evolve_runs (
     id TEXT PRIMARY KEY, created REAL NOT NULL, config TEXT, status TEXT NOT NULL,
     wall_used REAL DEFAULT 0, finished REAL, result TEXT
@@ -63,6 +71,7 @@ MIGRATIONS = (
     ("agent_steps", "successes", "INTEGER"),
     ("agent_steps", "robot_seconds", "REAL"),
     ("agent_steps", "details", "TEXT"),
+    ("llm_calls", "cached_tokens", "INTEGER DEFAULT 0"),  # of prompt_tokens, from a cache
 )
 
 BUSY_STATES = ("reset", "episode")  # robot time spent on experiments
@@ -286,6 +295,35 @@ class Ledger:
             args.append(agent_id)
         r = self._read(sql, args)[0]
         return int(r["p"]), int(r["c"])
+
+    # --- the experiment queue (enpire_rollout.experiments) --------------------------------
+    def add_experiment(self, row: dict) -> None:
+        self._insert("INSERT", "experiments", row)
+
+    def update_experiment(self, exp_id: str, **fields) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)  # column names are the caller's
+        values = [
+            json.dumps(v, default=str) if isinstance(v, dict) else v for v in fields.values()
+        ]
+        self._exec(f"UPDATE experiments SET {sets} WHERE id = ?", (*values, exp_id))
+
+    def claim_experiment(self, exp_id: str, server: str) -> bool:
+        """Take a queued experiment for ``server``'s fleet; False if another took it."""
+        cur = self._exec(
+            "UPDATE experiments SET status = 'running', server = ?, started = ? WHERE id = ?"
+            " AND status = 'queued'",
+            (server, time.time(), exp_id),
+        )
+        return cur.rowcount == 1
+
+    def requeue_experiments(self, server: str) -> int:
+        """Experiments a fleet left running when it died go back to the queue."""
+        cur = self._exec(
+            "UPDATE experiments SET status = 'queued', server = NULL, goal_id = NULL,"
+            " episodes_done = 0 WHERE status = 'running' AND server = ?",
+            (server,),
+        )
+        return cur.rowcount
 
     # --- E: runs ------------------------------------------------------------------------
     def open_run(self, run_id: str, config: dict) -> dict:

@@ -45,6 +45,7 @@ class RolloutRequest:
     time_budget: float
     seed: int
     agent_id: str
+    priority: int = 0  # the scheduler's: higher first
 
 
 def policy_source(ref: PolicyRef | dict) -> PolicySource:

@@ -93,11 +93,28 @@ class FleetRobot(RobotPort, Protocol):
 
 
 class SimRobot(SimRobotPort):
-    """An in-process simulated cell as a fleet robot: resets teleport the block."""
+    """An in-process simulated cell as a fleet robot: resets teleport the block. With
+    ``time_scale`` > 0 it keeps to the cell clock (a control period takes 1 / (control rate x
+    time_scale) wall s, as a sim cell node does); 0 runs as fast as it computes."""
 
-    def __init__(self, robot_id: str, cell: PushTCell | None = None, observe: str = "state"):
+    def __init__(
+        self,
+        robot_id: str,
+        cell: PushTCell | None = None,
+        observe: str = "state",
+        time_scale: float = 0.0,
+    ):
         super().__init__(cell or PushTCell(), observe)
         self.robot_id = robot_id
+        self._period = 1.0 / (PUSHT.control_hz * time_scale) if time_scale > 0 else 0.0
+        self._next = 0.0
+
+    def advance(self) -> float:
+        if self._period:
+            now = time.monotonic()
+            self._next = max(self._next + self._period, now)
+            time.sleep(max(0.0, self._next - now))
+        return super().advance()
 
     def open(self) -> None:
         pass
@@ -290,6 +307,7 @@ class RolloutService:
             seed,
             frozenset(robots),
             req.num_robots,
+            priority=req.priority,
         )
         for pre in self.sched.add_goal(spec):  # background episodes make way
             self._stop_episode(pre.episode_id)

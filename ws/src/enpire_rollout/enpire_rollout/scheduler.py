@@ -1,15 +1,16 @@
 """The fleet scheduler: many goals from many agents share the robots; ROS-free.
 
 Whenever a robot is free and any goal has episodes left, the robot gets one (robots never wait
-for agents while work is queued). Which goal: fair share first (the agent with the fewest
-episodes running now), then the goal closest to finishing, then the oldest. An episode that is
-interrupted (its cell died) goes back to the queue with the same seed, for another robot; the
-robot leaves the rotation until it is reported up again. A failed reset also retries the seed;
-a robot whose resets fail ``max_reset_failures`` times in a row cools down out of the rotation
-(for ``cooldown`` s, doubling each time, at most ``max_cooldown``), and a seed whose reset failed
-``max_seed_retries`` times is given up (reported as skipped), so a cell that cannot reset, or a
-start state no robot can set up, cannot loop. With nothing queued, robots may run background
-episodes (e.g. data collection with the best policy) that any goal preempts.
+for agents while work is queued). Which goal: the highest priority, then fair share (the agent
+with the fewest episodes running now), then the goal closest to finishing, then the oldest. An
+episode that is interrupted (its cell died) goes back to the queue with the same seed, for
+another robot; the robot leaves the rotation until it is reported up again. A failed reset also
+retries the seed; a robot whose resets fail ``max_reset_failures`` times in a row cools down
+out of the rotation (for ``cooldown`` s, doubling each time, at most ``max_cooldown``), and a
+seed whose reset failed ``max_seed_retries`` times is given up (reported as skipped), so a cell
+that cannot reset, or a start state no robot can set up, cannot loop. With nothing queued,
+robots may run background episodes (e.g. data collection with the best policy) that any goal
+preempts.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class GoalSpec:
     robots: frozenset[str] | None = None  # allowed robots (None: any)
     max_parallel: int = 0  # 0: as many robots as are free
     background: bool = False
+    priority: int = 0  # higher first (confirmations of likely winners > experiments > fillers)
 
 
 @dataclass
@@ -201,7 +203,7 @@ class FleetScheduler:
             remaining = s.episodes - g.done
             # prefer a robot that has not failed this goal's episode before
             retry_penalty = int(robot in g.failed_robots)
-            key = (share.get(s.agent_id, 0), retry_penalty, remaining, g.created)
+            key = (-s.priority, share.get(s.agent_id, 0), retry_penalty, remaining, g.created)
             candidates.append((key, g, seed_i))
         if candidates:
             _, g, seed_i = min(candidates, key=lambda c: c[0])
