@@ -90,6 +90,13 @@ def run_config(agents: int, mode: str, a: argparse.Namespace) -> dict:
         exps = host.ledger.query(
             "SELECT kind, COUNT(*) AS n FROM experiments WHERE status = 'done' GROUP BY kind"
         )
+        gaps = []
+        for robot in robots:
+            ivs = [iv for iv in host.ledger.intervals(start, t1) if iv["robot_id"] == robot]
+            ivs.sort(key=lambda iv: iv["t_start"])
+            gaps += [
+                b["t_start"] - a["t_end"] for a, b in zip(ivs, ivs[1:], strict=False) if a["t_end"]
+            ]
         steps = host.ledger.query(
             "SELECT COALESCE(SUM(steps), 0) AS s FROM episodes WHERE wall_start >= ?", (t0,)
         )[0]["s"]
@@ -103,6 +110,7 @@ def run_config(agents: int, mode: str, a: argparse.Namespace) -> dict:
             "experiments": {r["kind"]: r["n"] for r in exps},
             "steps_per_s": steps / max(t1 - t0, 1e-9),
             "wall": t1 - t0,
+            "gap": sorted(gaps)[len(gaps) // 2] if gaps else 0.0,
         }
 
 
@@ -115,6 +123,7 @@ def main() -> int:
     ap.add_argument("--in-flight", type=int, default=2, help="K with the queue")
     ap.add_argument("--time-scale", type=float, default=10.0)
     ap.add_argument("--duration", type=float, default=1200.0, help="lab s per configuration")
+    ap.add_argument("--modes", default="one-at-a-time,queue")
     ap.add_argument("--out", default="")
     a = ap.parse_args()
     lines = [
@@ -127,13 +136,13 @@ def main() -> int:
     print("\n".join(lines), flush=True)
     results = []
     for agents in [int(x) for x in a.agents.split(",")]:
-        for mode in ("one-at-a-time", "queue"):
+        for mode in a.modes.split(","):
             r = run_config(agents, mode, a)
             results.append(r)
             line = (
                 f"{r['agents']:>6} {r['mode']:>14} {r['k']:>2} {r['mru']:>7.1%} "
                 f"{r['mru_whole']:>9.1%} {r['episodes']:>8} {r['steps_per_s']:>8.0f}  "
-                f"{json.dumps(r['experiments'])}"
+                f"{json.dumps(r['experiments'])}  median gap {r['gap']:.2f} s"
             )
             print(line, flush=True)
             lines.append(line)

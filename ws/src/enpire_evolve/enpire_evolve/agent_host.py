@@ -161,16 +161,16 @@ def build_command(
         ]
         opts = [
             "--json",
-            "--sandbox",
-            "workspace-write",
             "--skip-git-repo-check",
             *(["-m", cfg.model] if cfg.model else []),
             *conf,
             *cfg.extra_args,
         ]
-        if session:
-            return [*exe, "exec", "resume", *opts, session, prompt]
-        return [*exe, "exec", *opts, "-C", str(files["worktree"]), prompt]
+        if session:  # `exec resume` has no --sandbox: the same policy as a config value
+            sandbox = ["-c", 'sandbox_mode="workspace-write"']
+            return [*exe, "exec", "resume", *opts, *sandbox, session, prompt]
+        sandbox = ["--sandbox", "workspace-write"]
+        return [*exe, "exec", *opts, *sandbox, "-C", str(files["worktree"]), prompt]
     values = {
         "worktree": str(files["worktree"]),
         "prompt": prompt,

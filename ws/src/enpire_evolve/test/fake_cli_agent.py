@@ -129,7 +129,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         rest = rest[1:] if resume else rest
         p = argparse.ArgumentParser()
         p.add_argument("--json", action="store_true", required=True)
-        p.add_argument("--sandbox", choices=("workspace-write",), required=True)
+        if not resume:  # `codex exec resume` has no --sandbox (the bench checks the real one)
+            p.add_argument("--sandbox", choices=("workspace-write",), required=True)
         p.add_argument("--skip-git-repo-check", action="store_true")
         p.add_argument("-c", action="append", default=[])
         p.add_argument("-m")
@@ -137,6 +138,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         p.add_argument("words", nargs="+")
         a = p.parse_args(rest)
         conf = dict(c.split("=", 1) for c in a.c)
+        if resume and conf.get("sandbox_mode") != '"workspace-write"':
+            sys.exit("codex exec resume: the sandbox must be set (-c sandbox_mode=...)")
         out.mcp = {
             "command": json.loads(conf["mcp_servers.enpire.command"]),
             "args": json.loads(conf["mcp_servers.enpire.args"]),

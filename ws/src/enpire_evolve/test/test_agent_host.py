@@ -117,7 +117,7 @@ def test_codex_and_command_agents_stop_at_their_budgets(lab, tmp_path):
     _env, state, _data, make_host = lab
     cli = CliAgentConfig(backend="codex", backoff=0.2)
     host = make_host(
-        {"*": ["work"]},
+        {"*": ["crash", "work"]},
         run_id="codex-run",
         agents=1,
         cli=cli,
@@ -127,7 +127,9 @@ def test_codex_and_command_agents_stop_at_their_budgets(lab, tmp_path):
     out = host.run(poll=0.2)
     st = host.status["agent_0"]
     assert st.state == "done" and "token budget" in st.message, (st, out)
-    assert st.turns == 1 and st.session  # codex's thread id
+    assert st.turns == 1 and st.restarts == 1 and st.session  # codex's thread id
+    starts = [e for e in _log(state, "agent_0") if e["action"] == "start"]
+    assert starts[1]["resumed"] and starts[1]["session"] == starts[0]["session"] == st.session
     p, c = host.ledger.tokens("codex-run", "agent_0")
     assert (p, c) == (2000 * 3, 150 * 3)
     argv = json.loads((host.run_dir / "logs" / "agent_0.events.jsonl").read_text().splitlines()[0])

@@ -325,6 +325,7 @@ class ExperimentFeeder:
         if n:
             self._log("warning", f"{n} experiment(s) left running by a previous {server}: queued")
         self._thread = threading.Thread(target=self._loop, name="experiments", daemon=True)
+        self._followers: list[threading.Thread] = []
 
     def start(self) -> ExperimentFeeder:
         self._thread.start()
@@ -337,6 +338,8 @@ class ExperimentFeeder:
         for run in runs:
             self.service.cancel(run)
         self._thread.join(timeout=5)
+        for t in self._followers:  # their goals end once the running episodes stop
+            t.join(timeout=10)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -374,7 +377,9 @@ class ExperimentFeeder:
             self.queue.ledger.update_experiment(exp.id, goal_id=run.goal_id)
             with self._lock:
                 self._running[exp.id] = run
-            threading.Thread(target=self._follow, args=(exp, run), daemon=True).start()
+            t = threading.Thread(target=self._follow, args=(exp, run), daemon=True)
+            self._followers.append(t)
+            t.start()
         return n
 
     def _watch_cancels(self) -> None:

@@ -24,6 +24,7 @@ from enpire_msgs.action import Rollout
 from enpire_msgs.msg import FleetMetrics
 from enpire_policy import isolation
 from enpire_policy.policy_ref import PolicyRef
+from enpire_rollout.experiments import ConfirmRule, ExperimentFeeder, ExperimentQueue
 from enpire_rollout.ledger import Ledger
 from enpire_rollout.messages import episode_result_msg, robot_status_msg
 from enpire_rollout.metrics import fleet_usage
@@ -129,6 +130,22 @@ class RolloutNode(Node):
             for r in self.fleet
         }
         self.service = RolloutService(links, self.ledger, data, cfg, self._log)
+        self.feeder = None
+        if declare(self, "experiment_queue", True, "Serve the ledger's experiment queue."):
+            rule = ConfirmRule(
+                goal_success=declare(
+                    self, "confirm_goal_success", 0.95, "A result at this rate is confirmed."
+                ),
+                episodes=declare(self, "confirm_chunk", 50, "Fresh episodes per confirmation."),
+                total=declare(self, "confirm_episodes", 200, "Fresh episodes that confirm."),
+                when_idle=declare(
+                    self, "confirm_when_idle", True, "Idle robots confirm the best candidate."
+                ),
+            )
+            queue = ExperimentQueue(self.ledger)
+            self.feeder = ExperimentFeeder(
+                self.service, queue, self.get_name(), rule, log=self._log
+            ).start()
         self._t_start = time.time()
         self.metrics_pub = self.create_publisher(FleetMetrics, "/fleet/metrics", 10)
         self.create_timer(1.0, self._publish_metrics, callback_group=self.group)
@@ -227,6 +244,8 @@ class RolloutNode(Node):
         self.metrics_pub.publish(m)
 
     def destroy_node(self) -> None:
+        if self.feeder is not None:
+            self.feeder.close()
         self.service.close()
         self._streams.close()
         super().destroy_node()

@@ -23,10 +23,21 @@ TIME_SCALE = 4.0
 
 
 def _cell(robot, seed):
-    return NodeProcess("enpire_env.sim_cell_node", [
-        "-r", f"__ns:=/{robot}", "-p", f"time_scale:={TIME_SCALE}", "-p", f"seed:={seed}",
-        "-p", "camera_hz:=10.0", "-p", "camera_size:=96",
-    ])  # fmt: skip
+    return NodeProcess(
+        "enpire_env.sim_cell_node",
+        [
+            "-r",
+            f"__ns:=/{robot}",
+            "-p",
+            f"time_scale:={TIME_SCALE}",
+            "-p",
+            f"seed:={seed}",
+            "-p",
+            "camera_hz:=10.0",
+            "-p",
+            "camera_size:=96",
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,23 +45,45 @@ def fleet(ros_domain_module, ros_context_module, tmp_path_factory):
     data = tmp_path_factory.mktemp("rollout-data")
     robots_param = "robots:=[" + ", ".join(ROBOTS) + "]"
     procs = {r: _cell(r, i) for i, r in enumerate(ROBOTS)}
-    procs.update({f"{r}/safety": NodeProcess("enpire_env.safety_filter_node",
-                                             ["-r", f"__ns:=/{r}"]) for r in ROBOTS})  # fmt: skip
-    procs["env"] = NodeProcess("enpire_env.env_node", ["-p", robots_param,
-                                                        "-p", "cell_timeout:=2.0"])  # fmt: skip
-    procs["rollout"] = NodeProcess("enpire_rollout.rollout_node", [
-        "-p", robots_param, "-p", f"data_dir:={data}", "-p", f"time_scale:={TIME_SCALE}",
-        "-p", "cell_timeout:=2.0", "-p", "video_size:=48",
-    ])  # fmt: skip
-    procs["train"] = NodeProcess("enpire_policy.train_node",
-                                 ["-p", f"artifacts_dir:={data / 'artifacts'}"])  # fmt: skip
+    procs.update(
+        {
+            f"{r}/safety": NodeProcess("enpire_env.safety_filter_node", ["-r", f"__ns:=/{r}"])
+            for r in ROBOTS
+        }
+    )
+    procs["env"] = NodeProcess(
+        "enpire_env.env_node", ["-p", robots_param, "-p", "cell_timeout:=2.0"]
+    )
+    procs["rollout"] = NodeProcess(
+        "enpire_rollout.rollout_node",
+        [
+            "-p",
+            robots_param,
+            "-p",
+            f"data_dir:={data}",
+            "-p",
+            f"time_scale:={TIME_SCALE}",
+            "-p",
+            "cell_timeout:=2.0",
+            "-p",
+            "video_size:=48",
+        ],
+    )
+    procs["train"] = NodeProcess(
+        "enpire_policy.train_node", ["-p", f"artifacts_dir:={data / 'artifacts'}"]
+    )
     with running(procs):
         yield procs, data
 
 
 def goal(n, agent, seed, **kw):
-    g = Rollout.Goal(policy=PolicyRef(name=kw.pop("name", "heuristic")), task="pusht",
-                     num_episodes=n, seed=seed, agent_id=agent)  # fmt: skip
+    g = Rollout.Goal(
+        policy=PolicyRef(name=kw.pop("name", "heuristic")),
+        task="pusht",
+        num_episodes=n,
+        seed=seed,
+        agent_id=agent,
+    )
     for k, v in kw.items():
         setattr(g, k, v)
     return g
@@ -61,8 +94,9 @@ def test_two_clients_share_four_cells_and_everything_is_recorded(fleet, ros_cont
     results = {}
 
     def client(agent, seed):
-        (c,) = call_action(ros_context_module, Rollout, "/rollout",
-                           [goal(3, agent, seed)], timeout=400)  # fmt: skip
+        (c,) = call_action(
+            ros_context_module, Rollout, "/rollout", [goal(3, agent, seed)], timeout=400
+        )
         results[agent] = c
 
     threads = [threading.Thread(target=client, args=(a, s)) for a, s in (("a0", 10), ("a1", 20))]
@@ -117,10 +151,13 @@ def test_bad_goals_are_rejected_with_codes(fleet, ros_context_module):
     ]
     calls = call_action(ros_context_module, Rollout, "/rollout", goals, timeout=60)
     assert [c.result.error_code for c in calls] == [
-        RolloutErrorCode.UNKNOWN_POLICY, RolloutErrorCode.UNKNOWN_TASK,
-        RolloutErrorCode.UNKNOWN_ROBOT, RolloutErrorCode.INVALID_EPISODE_COUNT,
-        RolloutErrorCode.BUDGET_INFEASIBLE, RolloutErrorCode.UNKNOWN_POLICY,
-    ], [c.result.error_msg for c in calls]  # fmt: skip
+        RolloutErrorCode.UNKNOWN_POLICY,
+        RolloutErrorCode.UNKNOWN_TASK,
+        RolloutErrorCode.UNKNOWN_ROBOT,
+        RolloutErrorCode.INVALID_EPISODE_COUNT,
+        RolloutErrorCode.BUDGET_INFEASIBLE,
+        RolloutErrorCode.UNKNOWN_POLICY,
+    ], [c.result.error_msg for c in calls]
     assert all(c.status == GoalStatus.STATUS_ABORTED and c.result.error_msg for c in calls)
     assert np.all([c.accepted for c in calls])
 
@@ -133,8 +170,12 @@ def test_parameter_search_evaluates_candidates_through_rollout_goals(fleet, ros_
 
     _procs, data = fleet
     hp = {"evaluator": "rollout", "iterations": 1, "population": 2, "episodes": 2}
-    g = Train.Goal(recipe="heuristic_search", task="pusht", hyperparameters=json.dumps(hp),
-                   policy=PolicyRef(name="heuristic", agent_id="searcher"))  # fmt: skip
+    g = Train.Goal(
+        recipe="heuristic_search",
+        task="pusht",
+        hyperparameters=json.dumps(hp),
+        policy=PolicyRef(name="heuristic", agent_id="searcher"),
+    )
     (c,) = call_action(ros_context_module, Train, "/train", [g], timeout=400)
     assert c.status == GoalStatus.STATUS_SUCCEEDED, c.result.error_msg
     m = load_manifest(c.result.artifact_path)
@@ -145,30 +186,85 @@ def test_parameter_search_evaluates_candidates_through_rollout_goals(fleet, ros_
     assert all("candidates" in json.loads(r["policy"])["artifact"] for r in rows)
 
 
-def test_an_mcp_client_runs_a_rollout_on_the_fleet(fleet):
-    """`enpire mcp --lab ros`: an agent's tool calls become Rollout goals on this fleet."""
+def test_an_mcp_client_runs_a_rollout_on_the_fleet(fleet, tmp_path):
+    """`enpire mcp --lab ros`: an agent's tool calls become Rollout goals on this fleet, and
+    its submitted experiments are taken from the ledger's queue by the rollout node."""
+    import subprocess
+
     import anyio
 
     from enpire_env.testing import mcp_session, tool_json
 
     _procs, data = fleet
+    repo = tmp_path / "agent"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "policy.py").write_text(
+        "from enpire_policy.heuristic import HeuristicPushT\n\n\n"
+        "def make_policy():\n    return HeuristicPushT()\n"
+    )
+    (repo / "tests" / "test_policy.py").write_text("def test_ok():\n    pass\n")
+
+    def git(*a):
+        subprocess.run(
+            ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *a],
+            check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-qm", "start")
+    base = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    (repo / "tests" / "test_policy.py").write_text("")
+    git("commit", "-qam", "drop the checks")
 
     async def main():
-        args = ("--lab", "ros", "--agent", "mcp-a", "--data-dir", str(data))
+        args = (
+            "--lab",
+            "ros",
+            "--agent",
+            "mcp-a",
+            "--data-dir",
+            str(data),
+            "--repo",
+            str(repo),
+            "--base",
+            base,
+        )
         async with mcp_session(*args) as s:
             out = tool_json(
                 await s.call_tool(
                     "rollout", {"episodes": 2, "seed": 40, "policy": {"name": "heuristic"}}
                 )
             )
-            return out, tool_json(await s.call_tool("score", {"window": 10}))
+            score = tool_json(await s.call_tool("score", {"window": 10}))
+            refused = await s.call_tool("submit_experiment", {"commit": "HEAD", "episodes": 2})
+            sub = tool_json(
+                await s.call_tool(
+                    "submit_experiment",
+                    {"commit": base, "episodes": 2, "seed": 60, "module": "policy.py"},
+                )
+            )
+            done = tool_json(await s.call_tool("wait_experiment", {"experiment_id": sub["id"]}))
+            return out, score, refused, done
 
-    out, score = anyio.run(main)
+    out, score, refused, done = anyio.run(main)
+    assert refused.is_error and "tests/test_policy.py" in refused.content[0].text
+    assert done["status"] == "done" and done["episodes_done"] == 2, done
     assert out["episodes"] == 2 and out["error_code"] == 0, out
     led = Ledger(data / "ledger.sqlite")
     eps = led.query("SELECT seed, mcap FROM episodes WHERE agent_id = 'mcp-a'")
-    assert sorted(e["seed"] for e in eps) == [40, 41]
+    assert sorted(e["seed"] for e in eps) == [40, 41, 60, 61]
     assert all(e["mcap"].endswith(".mcap") for e in eps)
     assert score["episodes"] == 2 and score["successes"] == round(2 * out["success_rate"])
     rows = led.query("SELECT tool, outcome FROM tool_calls WHERE agent_id = 'mcp-a' ORDER BY id")
-    assert [(r["tool"], r["outcome"]) for r in rows] == [("rollout", "ok"), ("score", "ok")]
+    assert [r["tool"] for r in rows] == [
+        "rollout",
+        "score",
+        "submit_experiment",
+        "submit_experiment",
+        "wait_experiment",
+    ]
+    assert rows[2]["outcome"].startswith("ToolError") and rows[3]["outcome"] == "ok"
