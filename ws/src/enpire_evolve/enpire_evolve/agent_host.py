@@ -126,8 +126,39 @@ def mcp_server_args(
     ]
 
 
+MCP_ENV_PREFIXES = (
+    "PYTHON",
+    "AMENT_",
+    "COLCON_",
+    "CMAKE_PREFIX_PATH",
+    "LD_LIBRARY_PATH",
+    "ROS_",
+    "RMW_",
+    "ENPIRE_",
+    "PATH",
+)
+
+
+def mcp_environment(env: dict, agent_id: str) -> dict:
+    """What ``enpire mcp`` needs from the host's environment (its Python path, ROS, the agent
+    id). Codex starts MCP servers with a minimal environment of its own, so it is passed
+    explicitly (found with the real codex-cli: the server died at its handshake without it)."""
+    out = {k: v for k, v in env.items() if k.startswith(MCP_ENV_PREFIXES)}
+    out["ENPIRE_AGENT_ID"] = agent_id
+    return out
+
+
+def _toml_table(d: dict) -> str:
+    return "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in sorted(d.items())) + "}"
+
+
 def build_command(
-    cfg: CliAgentConfig, prompt: str, session: str, files: dict[str, Path], mcp: list[str]
+    cfg: CliAgentConfig,
+    prompt: str,
+    session: str,
+    files: dict[str, Path],
+    mcp: list[str],
+    mcp_env: dict | None = None,
 ) -> list[str]:
     """argv of one turn. ``files``: worktree, prompt_file, mcp_config."""
     model = ["--model", cfg.model] if cfg.model else []
@@ -159,6 +190,12 @@ def build_command(
             "-c",
             f"mcp_servers.enpire.args={json.dumps(mcp[1:])}",
         ]
+        # `codex exec` never asks: without this every lab tool call fails ("requires approval")
+        conf += ["-c", 'mcp_servers.enpire.default_tools_approval_mode="approve"']
+        # and the first turn waits until the lab's tools are listed (else "unsupported call")
+        conf += ["-c", 'mcp_servers.enpire.startup_readiness="catalog"']
+        if mcp_env:
+            conf += ["-c", f"mcp_servers.enpire.env={_toml_table(mcp_env)}"]
         opts = [
             "--json",
             "--skip-git-repo-check",
@@ -472,7 +509,7 @@ class AgentHost:
                 "enpire": {
                     "command": mcp[0],
                     "args": mcp[1:],
-                    "env": {"ENPIRE_AGENT_ID": agent_id},
+                    "env": mcp_environment(self.env, agent_id),
                 }
             }
         }
@@ -522,7 +559,10 @@ class AgentHost:
             if c.max_turns and st.turns >= c.max_turns:
                 st.state, st.message = "done", f"{st.turns} turns done"
                 return
-            argv = build_command(c, self._prompt(agent_id, st.turns), st.session, files, mcp)
+            prompt = self._prompt(agent_id, st.turns)
+            argv = build_command(
+                c, prompt, st.session, files, mcp, mcp_environment(self.env, agent_id)
+            )
             st.state = "running"
             rc, why = self._turn(agent_id, argv, files["worktree"], log_dir)
             if self._stop.is_set():
