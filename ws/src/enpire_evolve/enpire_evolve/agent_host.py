@@ -792,4 +792,8 @@ def main(argv: list[str] | None = None) -> int:
             fleet[1].close()
             fleet[0].close()
     print(json.dumps({k: v for k, v in out.items() if k != "leaderboard"}, default=str))
+    from enpire_evolve.report import write_report
+
+    paths = write_report(host.ledger, args.run_id, host.data_dir / "reports")
+    print(f"enpire agents: report {paths['html']}", flush=True)
     return 0 if out.get("reason") == "goal" else 1

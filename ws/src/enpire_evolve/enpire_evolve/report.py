@@ -19,8 +19,18 @@ from pathlib import Path
 import numpy as np
 
 
+def queue_experiments(ledger, run_id: str) -> list[dict]:
+    """The run's finished experiments from the queue (agents hosted by ``enpire agents``)."""
+    return ledger.query(
+        "SELECT agent_id, kind, commit_sha, episodes_done, successes, success_rate, finished,"
+        " result FROM experiments WHERE run_id = ? AND status = 'done' ORDER BY finished",
+        (run_id,),
+    )
+
+
 def run_metrics(ledger, run_id: str) -> dict:
-    """The headline figures of a run, computed from ledger rows."""
+    """The headline figures of a run, computed from ledger rows (the host loop's agent steps,
+    and the queue's experiments of CLI agents)."""
     from enpire_rollout.metrics import fleet_usage
 
     run = ledger.run(run_id) or {}
@@ -33,32 +43,62 @@ def run_metrics(ledger, run_id: str) -> dict:
     minutes = max((t1 - t0) / 60, 1e-9)
     usage = fleet_usage(ledger, t0, t1)
     baseline = [s["success_rate"] for s in steps if s["outcome"] == "baseline"]
-    kept = [s for s in steps if s["kept"] and s["success_rate"] is not None
-            and s["outcome"] in ("kept", "baseline")]  # fmt: skip
+    kept = [
+        s
+        for s in steps
+        if s["kept"] and s["success_rate"] is not None and s["outcome"] in ("kept", "baseline")
+    ]
     top = max(kept, key=lambda s: (s["success_rate"], -s["id"])) if kept else None
     best = top["success_rate"] if top else 0.0
     base = min(baseline) if baseline else 0.0
     experiments = [s for s in steps if s["outcome"] in ("kept", "discarded", "tests_failed")]
+    queued = [e for e in queue_experiments(ledger, run_id) if e["kind"] != "confirm"]
+    top_q = max(queued, key=lambda e: e["success_rate"] or 0.0) if queued else None
+    if top_q and (top_q["success_rate"] or 0.0) > best:
+        best, top = top_q["success_rate"], {"commit_sha": top_q["commit_sha"]}
+    queue_seconds = sum(json.loads(e["result"] or "{}").get("robot_seconds", 0.0) for e in queued)
     goal = result.get("reason") == "goal"
     return {
-        "run_id": run_id, "status": run.get("status"), "reason": result.get("reason", ""),
-        "goal_reached": goal, "start": t0, "end": t1, "wall_seconds": t1 - t0,
+        "run_id": run_id,
+        "status": run.get("status"),
+        "reason": result.get("reason", ""),
+        "goal_reached": goal,
+        "start": t0,
+        "end": t1,
+        "wall_seconds": t1 - t0,
         "time_to_goal_s": (t1 - t0) if goal else None,
-        "winner": {k: result.get(k) for k in ("agent_id", "branch", "commit", "success_rate",
-                                               "ci", "episodes", "shared_repo")} if goal else {},
-        "baseline_rate": base, "best_screening_rate": best,
+        "winner": {
+            k: result.get(k)
+            for k in (
+                "agent_id",
+                "branch",
+                "commit",
+                "success_rate",
+                "ci",
+                "episodes",
+                "shared_repo",
+            )
+        }
+        if goal
+        else {},
+        "baseline_rate": base,
+        "best_screening_rate": best,
         "best_commit": top["commit_sha"] if top else "",
-        "experiments": len(experiments),
+        "experiments": len(experiments) + len(queued),
         "kept": sum(1 for s in experiments if s["outcome"] == "kept"),
         "adoptions": sum(1 for s in steps if s["outcome"] == "adopted"),
-        "prompt_tokens": prompt, "completion_tokens": completion, "tokens": tokens,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "tokens": tokens,
         "mtu_tokens_per_min": tokens / minutes,
         "tokens_to_goal": tokens if goal else None,
         "progress_per_mtok": ((best - base) / (tokens / 1e6)) if tokens else None,
-        "mru": usage.mru, "mru_per_robot": usage.per_robot,
-        "episodes": usage.episodes, "episodes_per_hour": usage.episodes_per_hour,
-        "robot_seconds": sum(s["robot_seconds"] or 0.0 for s in steps),
-    }  # fmt: skip
+        "mru": usage.mru,
+        "mru_per_robot": usage.per_robot,
+        "episodes": usage.episodes,
+        "episodes_per_hour": usage.episodes_per_hour,
+        "robot_seconds": sum(s["robot_seconds"] or 0.0 for s in steps) + queue_seconds,
+    }
 
 
 def _png(fig) -> str:
@@ -82,8 +122,13 @@ def _plots(ledger, run_id: str, m: dict) -> dict[str, str]:
     # success vs wall time per agent: every evaluated candidate, and the lineage's best
     fig, ax = plt.subplots(figsize=(7, 3.4))
     for agent in sorted({s["agent_id"] for s in steps}):
-        rows = [s for s in steps if s["agent_id"] == agent and s["success_rate"] is not None
-                and s["outcome"] in ("baseline", "kept", "discarded", "adopted")]  # fmt: skip
+        rows = [
+            s
+            for s in steps
+            if s["agent_id"] == agent
+            and s["success_rate"] is not None
+            and s["outcome"] in ("baseline", "kept", "discarded", "adopted")
+        ]
         if not rows:
             continue
         x = [(s["wall_end"] - t0) / 60 for s in rows]
@@ -96,11 +141,40 @@ def _plots(ledger, run_id: str, m: dict) -> dict[str, str]:
         ax.scatter(x, [s["success_rate"] for s in rows], s=14, color=h.get_color(), alpha=0.5)
     conf = [s for s in steps if s["outcome"] in ("confirmed", "not_confirmed")]
     for s in conf:
-        ax.scatter([(s["wall_end"] - t0) / 60], [s["success_rate"]], marker="*", s=120,
-                   color="green" if s["outcome"] == "confirmed" else "red", zorder=5)  # fmt: skip
-    ax.set(xlabel="wall time [min]", ylabel="success rate", ylim=(-0.03, 1.05),
-           title="success vs wall time (dots: candidates; stars: confirmations)")  # fmt: skip
-    ax.legend(fontsize=8)
+        ax.scatter(
+            [(s["wall_end"] - t0) / 60],
+            [s["success_rate"]],
+            marker="*",
+            s=120,
+            color="green" if s["outcome"] == "confirmed" else "red",
+            zorder=5,
+        )
+    queued = queue_experiments(ledger, run_id)
+    for agent in sorted({e["agent_id"] for e in queued}):
+        rows = [e for e in queued if e["agent_id"] == agent and e["kind"] != "confirm"]
+        if not rows:
+            continue
+        x = [(e["finished"] - t0) / 60 for e in rows]
+        y = [e["success_rate"] or 0.0 for e in rows]
+        (h,) = ax.step(x, np.maximum.accumulate(y), where="post", label=f"{agent} (best so far)")
+        ax.scatter(x, y, s=14, color=h.get_color(), alpha=0.5)
+    for e in (e for e in queued if e["kind"] == "confirm"):
+        ax.scatter(
+            [(e["finished"] - t0) / 60],
+            [e["success_rate"] or 0.0],
+            marker="*",
+            s=120,
+            color="green",
+            zorder=5,
+        )
+    ax.set(
+        xlabel="wall time [min]",
+        ylabel="success rate",
+        ylim=(-0.03, 1.05),
+        title="success vs wall time (dots: candidates; stars: confirmations)",
+    )
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     out["success"] = _png(fig)
     # MRU timeline per robot
@@ -126,8 +200,11 @@ def _plots(ledger, run_id: str, m: dict) -> dict[str, str]:
     ax.grid(alpha=0.3)
     out["mru"] = _png(fig)
     # token spend
-    calls = ledger.query("SELECT agent_id, t_end, prompt_tokens, completion_tokens FROM"
-                         " llm_calls WHERE run_id = ? ORDER BY t_end", (run_id,))  # fmt: skip
+    calls = ledger.query(
+        "SELECT agent_id, t_end, prompt_tokens, completion_tokens FROM"
+        " llm_calls WHERE run_id = ? ORDER BY t_end",
+        (run_id,),
+    )
     fig, ax = plt.subplots(figsize=(7, 2.8))
     if calls:
         for agent in sorted({c["agent_id"] for c in calls}):
@@ -160,9 +237,11 @@ def _failure_frames(ledger, run_id: str, m: dict, n_eps: int = 4, n_frames: int 
     if not ids:
         return None, []
     marks = ",".join("?" for _ in ids)
-    eps = ledger.query(f"SELECT id, seed, robot_id, dataset, dataset_index, steps FROM episodes"
-                       f" WHERE success = 0 AND status != 'interrupted' AND id IN ({marks})",
-                       tuple(ids))[:n_eps]  # fmt: skip
+    eps = ledger.query(
+        f"SELECT id, seed, robot_id, dataset, dataset_index, steps FROM episodes"
+        f" WHERE success = 0 AND status != 'interrupted' AND id IN ({marks})",
+        tuple(ids),
+    )[:n_eps]
     strips, info = [], []
     for e in eps:
         try:
@@ -185,8 +264,11 @@ def _failure_frames(ledger, run_id: str, m: dict, n_eps: int = 4, n_frames: int 
     for ax, s, e in zip(axes[:, 0], strips, info, strict=True):
         ax.imshow(s)
         ax.set_axis_off()
-        ax.set_title(f"episode {e['id']} seed {e['seed']} on {e['robot_id']}: failed after "
-                     f"{e['steps']} steps", fontsize=8)  # fmt: skip
+        ax.set_title(
+            f"episode {e['id']} seed {e['seed']} on {e['robot_id']}: failed after "
+            f"{e['steps']} steps",
+            fontsize=8,
+        )
     return _png(fig), info
 
 
@@ -198,10 +280,11 @@ def _summary_md(m: dict, steps: list[dict], failures: list[dict]) -> str:
         lines += [
             f"**Goal reached** by `{w['agent_id']}` in {m['time_to_goal_s'] / 60:.1f} min: "
             f"{w['success_rate']:.1%} success over {w['episodes']} fresh episodes "
-            f"(95% CI {lo:.1%}–{hi:.1%}).", "",
+            f"(95% CI {lo:.1%}–{hi:.1%}).",
+            "",
             f"- winning branch `{w['branch']}`, commit `{w['commit']}`",
             f"- shared repository: `{w['shared_repo']}`",
-        ]  # fmt: skip
+        ]
     else:
         lines += [
             f"**Goal not reached**: {m['reason']}. Best screening success rate "
@@ -211,19 +294,29 @@ def _summary_md(m: dict, steps: list[dict], failures: list[dict]) -> str:
         if conf:
             c = conf[-1]
             why = json.loads(c["details"] or "{}").get("error") or "its episodes ran out"
-            lines.append(f"The last confirmation ({c['agent_id']}, commit "
-                         f"`{(c['commit_sha'] or '')[:12]}`) ran {c['episodes']} episodes at "
-                         f"{(c['success_rate'] or 0):.1%} and stopped: {why}.")  # fmt: skip
+            lines.append(
+                f"The last confirmation ({c['agent_id']}, commit "
+                f"`{(c['commit_sha'] or '')[:12]}`) ran {c['episodes']} episodes at "
+                f"{(c['success_rate'] or 0):.1%} and stopped: {why}."
+            )
         else:
-            lines.append("No candidate reached the goal rate on the screening set, so none was "
-                         "sent to confirmation.")  # fmt: skip
+            lines.append(
+                "No candidate reached the goal rate on the screening set, so none was "
+                "sent to confirmation."
+            )
         lines.append("")
     tok = f"{m['tokens']}" + (f" ({m['tokens_to_goal']} to the goal)" if m["goal_reached"] else "")
-    ppm = ("n/a (no tokens spent)" if m["progress_per_mtok"] is None
-           else f"{m['progress_per_mtok']:.2f} success-rate gain per Mtok")  # fmt: skip
+    ppm = (
+        "n/a (no tokens spent)"
+        if m["progress_per_mtok"] is None
+        else f"{m['progress_per_mtok']:.2f} success-rate gain per Mtok"
+    )
     lines += [
-        "", "## Headline numbers", "",
-        "| figure | value |", "| --- | --- |",
+        "",
+        "## Headline numbers",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
         f"| wall time | {m['wall_seconds'] / 60:.1f} min |",
         f"| experiments (kept) | {m['experiments']} ({m['kept']}) |",
         f"| branch adoptions | {m['adoptions']} |",
@@ -234,9 +327,12 @@ def _summary_md(m: dict, steps: list[dict], failures: list[dict]) -> str:
         f"| tokens (prompt + completion) | {tok} |",
         f"| MTU (tokens per minute) | {m['mtu_tokens_per_min']:.1f} |",
         f"| progress per Mtok | {ppm} |",
-        "", "## Experiments", "",
-        "| agent | outcome | success | parent | hypothesis |", "| --- | --- | --- | --- | --- |",
-    ]  # fmt: skip
+        "",
+        "## Experiments",
+        "",
+        "| agent | outcome | success | parent | hypothesis |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for s in steps:
         rate = "" if s["success_rate"] is None else f"{s['success_rate']:.0%}"
         par = "" if s["parent_rate"] is None else f"{s['parent_rate']:.0%}"
@@ -251,16 +347,23 @@ def _summary_md(m: dict, steps: list[dict], failures: list[dict]) -> str:
         )
     else:
         lines.append(f"Commit `{best[:12]}`, {len(failures)} of its failed episodes:")
-        lines += [f"- episode `{e['id']}` (seed {e['seed']}, {e['robot_id']}): "
-                  f"{e['steps']} steps, dataset `{e['dataset']}`" for e in failures]  # fmt: skip
+        lines += [
+            f"- episode `{e['id']}` (seed {e['seed']}, {e['robot_id']}): "
+            f"{e['steps']} steps, dataset `{e['dataset']}`"
+            for e in failures
+        ]
     if m["goal_reached"]:
         lines += [
-            "", "## Reproduce", "", "```bash",
+            "",
+            "## Reproduce",
+            "",
+            "```bash",
             f"git clone -b {w['branch']} {w['shared_repo']} winner && cd winner",
             f"git checkout {w['commit']}",
             f"enpire rollout --repo $PWD --commit {w['commit']} --module policy/pusht_policy.py"
-            f" --episodes 200 --seed 5000000", "```",
-        ]  # fmt: skip
+            f" --episodes 200 --seed 5000000",
+            "```",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -279,12 +382,17 @@ def write_report(ledger, run_id: str, out_dir: str | Path, data_dir=None) -> dic
         body.append(html.escape(line))
     imgs = "".join(
         f'<h2>{t}</h2><img alt="{t}" src="data:image/png;base64,{plots[k]}">'
-        for k, t in (("success", "Success vs wall time"), ("mru", "Robot utilisation"),
-                     ("tokens", "Token spend"))
-    )  # fmt: skip
+        for k, t in (
+            ("success", "Success vs wall time"),
+            ("mru", "Robot utilisation"),
+            ("tokens", "Token spend"),
+        )
+    )
     if frames_png:
-        imgs += (f'<h2>Best policy failure cases</h2><img alt="failure frames" '
-                 f'src="data:image/png;base64,{frames_png}">')  # fmt: skip
+        imgs += (
+            f'<h2>Best policy failure cases</h2><img alt="failure frames" '
+            f'src="data:image/png;base64,{frames_png}">'
+        )
     page = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>enpire report {html.escape(run_id)}</title><style>"

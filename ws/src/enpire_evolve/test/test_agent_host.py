@@ -154,6 +154,13 @@ def test_codex_and_command_agents_stop_at_their_budgets(lab, tmp_path):
     log = [e["action"] for e in _log(state, "agent_0")]
     assert log.count("wait") == 2  # the codex run's and the command's
     assert host.ledger.tokens("command-run") == (0, 0)  # its output is not an event stream
+    # the morning report counts the queue's experiments of CLI agents
+    from enpire_evolve.report import write_report
+
+    paths = write_report(host.ledger, "command-run", tmp_path / "reports")
+    m = paths["metrics"]
+    assert Path(paths["html"]).exists()
+    assert m["experiments"] == 1 and m["robot_seconds"] > 0, m
 
 
 def test_event_readers_take_usage_from_each_format():
