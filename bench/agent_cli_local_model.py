@@ -357,6 +357,10 @@ def main() -> int:
         st = host.status["agent_0"]
         events = (host.run_dir / "logs" / "agent_0.events.jsonl").read_text().splitlines()
         lines += [
+            f"isolation: {host.isolation} (the CLI writes only its worktree, the shared repo, "
+            "its temp and state folders; the lab's tools come over HTTP)"
+            if host.isolation == "landlock"
+            else f"isolation: {host.isolation}",
             f"agent: state {st.state}, turns {st.turns}, restarts {st.restarts}, session "
             f"{st.session or '-'}",
             f"tool calls: {[(r['tool'], r['outcome']) for r in calls]}",

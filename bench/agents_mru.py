@@ -14,7 +14,8 @@ Lab time runs ``--time-scale`` times faster than wall time (cells and thinking a
 of ``--duration`` lab seconds takes duration / time_scale wall seconds; MRU does not depend on
 the scale as long as the machine keeps up (the cells' step rate is printed to check).
 MRU = robot time in resets and episodes / (cells x window), from the ledger's intervals, over
-the window after the first thinking period.
+the window from the first experiment submitted (the agents have started and thought once;
+MRU(all) counts from the start, start-up included).
 
     scripts/run python bench/agents_mru.py                  # 4 cells, 2 and 4 agents, 60 s
     scripts/run python bench/agents_mru.py --out bench/results/agents_mru.txt
@@ -66,8 +67,14 @@ def run_config(agents: int, mode: str, a: argparse.Namespace) -> dict:
             "{worktree}",
         ]
         cli = CliAgentConfig(
-            backend="command", command=cmd, events="none", max_in_flight=k, hang_timeout=wall + 60
+            backend="command",
+            command=cmd,
+            events="none",
+            max_in_flight=k,
+            hang_timeout=wall + 60,
+            writable=[str(tmp / "state")],  # the fake agents' notes (they run confined)
         )
+        (tmp / "state").mkdir()
         cfg = HostConfig(run_id=f"mru-{agents}-{mode}", agents=agents, cli=cli, wall_budget=wall)
         host = AgentHost(cfg, tmp / "data", log=lambda _m: None, env=env)
         rule = ConfirmRule(goal_success=0.95, episodes=a.episodes, when_idle=mode == "queue")
@@ -84,7 +91,13 @@ def run_config(agents: int, mode: str, a: argparse.Namespace) -> dict:
             feeder.close()
             service.close()
         robots = list(service.fleet)
-        start = t0 + think + 2.0  # after the first thinking period (and the agents' start-up)
+        if a.keep:
+            import sqlite3
+
+            with sqlite3.connect(tmp / "data" / "ledger.sqlite") as src:
+                src.backup(sqlite3.connect(f"{a.keep}-{agents}-{mode}.sqlite"))
+        first = host.ledger.query("SELECT MIN(submitted) AS t FROM experiments")[0]["t"]
+        start = first or t1  # from the first experiment submitted (agents started, thought once)
         usage = fleet_usage(host.ledger, start, t1, robots)
         whole = fleet_usage(host.ledger, t0, t1, robots)
         exps = host.ledger.query(
@@ -125,6 +138,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=1200.0, help="lab s per configuration")
     ap.add_argument("--modes", default="one-at-a-time,queue")
     ap.add_argument("--out", default="")
+    ap.add_argument("--keep", default="", help="copy each run's ledger to KEEP-<agents>-<mode>")
     a = ap.parse_args()
     lines = [
         f"agents_mru: {a.cells} simulated cells (paced, time_scale {a.time_scale:g}), fake CLI "
@@ -148,7 +162,7 @@ def main() -> int:
             lines.append(line)
     target = all(r["mru"] >= 0.95 for r in results if r["mode"] == "queue")
     lines.append(
-        "MRU = busy robot time / (cells x window), window = after the first thinking period; "
+        "MRU = busy robot time / (cells x window), window = from the first submitted experiment; "
         f"MRU(all) from the start. Target >= 95% with the queue: {'met' if target else 'MISSED'}"
         f". Pacing: {a.cells} cells x 10 Hz x {a.time_scale:g} = "
         f"{a.cells * 10 * a.time_scale:g} steps/s at full use."

@@ -42,6 +42,8 @@ BACKENDS = ("claude", "codex", "command")
 EVENT_FORMATS = ("claude", "codex", "none")
 INSTRUCTION_FILES = ("AGENTS.md", "CLAUDE.md")
 HOST_FILES = (*INSTRUCTION_FILES, ".enpire/")  # written by the host, never committed
+# what a confined CLI may write besides its worktree: its own state and caches
+CLI_STATE = ("~/.claude", "~/.claude.json", "~/.codex", "~/.cache", "~/.npm", "~/.config")
 # Claude Code's tools an agent may use without asking: the lab's, files, git and tests
 CLAUDE_TOOLS = (
     "mcp__enpire",
@@ -72,8 +74,16 @@ class CliAgentConfig:
     backoff: float = 5.0  # s before the first restart, doubling
     max_backoff: float = 300.0
     max_turns: int = 0  # per agent; 0 = until the goal or a budget
+    # landlock: the CLI (and all it starts) writes only its worktree, the shared repository,
+    # its own temp folder, its CLI state (~/.claude, ~/.codex, ...) and ``writable``; the lab's
+    # tools then come over HTTP from a server the host runs outside. none: as the user runs it.
+    # auto: landlock where the kernel has it.
+    isolation: str = "auto"
+    writable: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.isolation not in ("auto", "landlock", "none"):
+            raise ValueError(f"isolation must be auto, landlock or none, got {self.isolation!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.backend == "command" and not self.command:
@@ -184,17 +194,21 @@ def build_command(
         return argv + cfg.extra_args
     if cfg.backend == "codex":
         exe = cfg.command or ["codex"]
-        conf = [
-            "-c",
-            f"mcp_servers.enpire.command={json.dumps(mcp[0])}",
-            "-c",
-            f"mcp_servers.enpire.args={json.dumps(mcp[1:])}",
-        ]
+        url = str(files.get("mcp_url") or "")
+        if url:  # the host serves the lab's tools over HTTP (a confined agent)
+            conf = ["-c", f"mcp_servers.enpire.url={json.dumps(url)}"]
+        else:
+            conf = [
+                "-c",
+                f"mcp_servers.enpire.command={json.dumps(mcp[0])}",
+                "-c",
+                f"mcp_servers.enpire.args={json.dumps(mcp[1:])}",
+            ]
         # `codex exec` never asks: without this every lab tool call fails ("requires approval")
         conf += ["-c", 'mcp_servers.enpire.default_tools_approval_mode="approve"']
         # and the first turn waits until the lab's tools are listed (else "unsupported call")
         conf += ["-c", 'mcp_servers.enpire.startup_readiness="catalog"']
-        if mcp_env:
+        if mcp_env and not url:
             conf += ["-c", f"mcp_servers.enpire.env={_toml_table(mcp_env)}"]
         opts = [
             "--json",
@@ -398,6 +412,14 @@ class AgentHost:
         self.env = dict(os.environ if env is None else env)
         self._stop = threading.Event()
         self._procs: dict[str, subprocess.Popen] = {}
+        self._servers: dict[str, subprocess.Popen] = {}  # agent -> its HTTP MCP server
+        self.isolation = cfg.cli.isolation
+        if self.isolation == "auto":
+            from enpire_policy.isolation import probe
+
+            self.isolation = "landlock" if probe().landlock_abi else "none"
+            if self.isolation == "none":
+                log("agents: no Landlock on this kernel: the CLIs run unconfined")
         self._lock = threading.Lock()
         self.outcome: dict = {}
         self.t0 = time.monotonic()
@@ -411,6 +433,13 @@ class AgentHost:
         with self._lock:
             procs = list(self._procs.values())
         for p in procs:
+            _terminate(p)
+
+    def _close_servers(self) -> None:
+        with self._lock:
+            servers = list(self._servers.values())
+            self._servers.clear()
+        for p in servers:
             _terminate(p)
 
     def budget_exhausted(self, agent_id: str | None = None) -> str:
@@ -466,6 +495,7 @@ class AgentHost:
             self.stop("interrupted")
             for t in threads:
                 t.join(timeout=30)
+        self._close_servers()
         if not self.outcome:
             self.outcome = self.goal_reached() or {"reason": "agents finished"}
         self.outcome["wall_seconds"] = time.monotonic() - self.t0
@@ -499,29 +529,79 @@ class AgentHost:
         )
         for name in INSTRUCTION_FILES:
             (tree.path / name).write_text(text)
-        own = tree.path / ".enpire"
-        own.mkdir(exist_ok=True)
+        own = self.run_dir / "host" / agent_id  # the host's files, out of the agent's reach
+        (own / "tmp").mkdir(parents=True, exist_ok=True)
         mcp = mcp_server_args(
             c.cli, agent_id, tree.path, self.data_dir, c.run_id, self.base, c.goal_success
         )
-        config = {
-            "mcpServers": {
-                "enpire": {
-                    "command": mcp[0],
-                    "args": mcp[1:],
-                    "env": mcp_environment(self.env, agent_id),
-                }
+        url = ""
+        if self.isolation == "landlock":
+            url = self._serve_mcp(agent_id, mcp)
+            server = {"type": "http", "url": url}
+        else:
+            server = {
+                "command": mcp[0],
+                "args": mcp[1:],
+                "env": mcp_environment(self.env, agent_id),
             }
-        }
-        (own / "mcp.json").write_text(json.dumps(config, indent=2))
+        (own / "mcp.json").write_text(json.dumps({"mcpServers": {"enpire": server}}, indent=2))
         (own / "prompt.md").write_text(text)
         files = {
             "worktree": tree.path,
             "prompt_file": own / "prompt.md",
             "mcp_config": own / "mcp.json",
+            "mcp_url": url,
             "agent_id": Path(agent_id),
+            "tmp": own / "tmp",
         }
         return tree, files, mcp
+
+    def _serve_mcp(self, agent_id: str, mcp: list[str], timeout: float = 60.0) -> str:
+        """Start the agent's ``enpire mcp`` over HTTP, outside its confinement; its URL."""
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        log = (self.run_dir / "logs" / f"{agent_id}.mcp.log").open("ab")
+        env = dict(self.env, **mcp_environment(self.env, agent_id))
+        proc = subprocess.Popen(
+            [*mcp, "--transport", "http", "--port", str(port)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        with self._lock:
+            self._servers[agent_id] = proc
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"enpire mcp for {agent_id} exited with {proc.returncode}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return f"http://127.0.0.1:{port}/mcp"
+            time.sleep(0.1)
+        raise RuntimeError(f"enpire mcp for {agent_id} did not listen within {timeout:g} s")
+
+    def _jail(self, argv: list[str], files: dict) -> list[str]:
+        """``argv`` confined to write its worktree, the shared repository (to push), its temp
+        folder and its CLI state."""
+        home = Path(self.env.get("HOME", "~")).expanduser()
+        state = [home / p[2:] for p in CLI_STATE]
+        if self.env.get("CODEX_HOME"):
+            state.append(Path(self.env["CODEX_HOME"]))
+        writes = [
+            files["worktree"],
+            self.shared.path,
+            files["tmp"],
+            Path("/dev"),
+            *state,
+            *map(Path, self.cfg.cli.writable),
+        ]
+        args = [a for w in writes if w.exists() for a in ("--write", str(w))]
+        return [sys.executable, "-m", "enpire_evolve.agent_jail", *args, "--", *argv]
 
     def _prompt(self, agent_id: str, turn: int) -> str:
         if turn == 0:
@@ -541,6 +621,7 @@ class AgentHost:
     def _supervise(self, agent_id: str) -> None:
         st = self.status[agent_id]
         c = self.cfg.cli
+        (self.run_dir / "logs").mkdir(exist_ok=True)
         try:
             _tree, files, mcp = self._prepare(agent_id)
         except Exception as e:  # noqa: BLE001 - one agent's set-up failing ends only it
@@ -563,8 +644,10 @@ class AgentHost:
             argv = build_command(
                 c, prompt, st.session, files, mcp, mcp_environment(self.env, agent_id)
             )
+            if self.isolation == "landlock":
+                argv = self._jail(argv, files)
             st.state = "running"
-            rc, why = self._turn(agent_id, argv, files["worktree"], log_dir)
+            rc, why = self._turn(agent_id, argv, files, log_dir)
             if self._stop.is_set():
                 break
             if (rc == 0 and not why) or why == "budget":  # a budget ends it at the loop's top
@@ -587,12 +670,18 @@ class AgentHost:
             self._stop.wait(wait)
         st.state = "done"
 
-    def _turn(self, agent_id: str, argv: list[str], cwd: Path, log_dir: Path) -> tuple[int, str]:
+    def _turn(self, agent_id: str, argv: list[str], files: dict, log_dir: Path) -> tuple[int, str]:
         """One CLI run: (exit code, why the host ended it: "" | "hung" | "budget")."""
         st = self.status[agent_id]
         c = self.cfg.cli
         reader = EventReader(c.event_format)
-        env = dict(self.env, ENPIRE_AGENT_ID=agent_id, ENPIRE_RUN_ID=self.cfg.run_id)
+        env = dict(
+            self.env,
+            ENPIRE_AGENT_ID=agent_id,
+            ENPIRE_RUN_ID=self.cfg.run_id,
+            TMPDIR=str(files["tmp"]),
+        )
+        cwd = files["worktree"]
         t_start = time.time()
         with (
             (log_dir / f"{agent_id}.stderr.log").open("ab") as err,
@@ -739,6 +828,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-restarts", type=int, default=5)
     ap.add_argument("--backoff", type=float, default=5.0)
     ap.add_argument("--max-turns", type=int, default=0)
+    ap.add_argument(
+        "--isolation",
+        choices=("auto", "landlock", "none"),
+        default="auto",
+        help="landlock: each CLI writes only its worktree, the shared repository, "
+        "its temp and state folders (the lab's tools come over HTTP)",
+    )
+    ap.add_argument(
+        "--writable",
+        action="append",
+        default=[],
+        help="another folder a confined agent may write (repeatable)",
+    )
     args = ap.parse_args(argv)
     cli = CliAgentConfig(
         backend=args.backend,
@@ -749,6 +851,8 @@ def main(argv: list[str] | None = None) -> int:
         max_in_flight=args.max_in_flight,
         hang_timeout=args.hang_timeout,
         max_restarts=args.max_restarts,
+        isolation=args.isolation,
+        writable=args.writable,
         backoff=args.backoff,
         max_turns=args.max_turns,
     )

@@ -31,6 +31,7 @@ from pathlib import Path
 import anyio
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 AGENT = os.environ.get("ENPIRE_AGENT_ID", "agent")
 STATE = Path(os.environ.get("FAKE_AGENT_STATE", "."))
@@ -138,11 +139,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
         p.add_argument("words", nargs="+")
         a = p.parse_args(rest)
         conf = dict(c.split("=", 1) for c in a.c)
+        if "mcp_servers.enpire.url" in conf:  # served over HTTP by the host
+            conf.setdefault("mcp_servers.enpire.command", "null")
+            conf.setdefault("mcp_servers.enpire.args", "null")
         if resume and conf.get("sandbox_mode") != '"workspace-write"':
             sys.exit("codex exec resume: the sandbox must be set (-c sandbox_mode=...)")
         out.mcp = {
             "command": json.loads(conf["mcp_servers.enpire.command"]),
             "args": json.loads(conf["mcp_servers.enpire.args"]),
+            "url": json.loads(conf.get("mcp_servers.enpire.url", '""')),
         }
         out.session = a.words[0] if resume and len(a.words) > 1 else ""
         if a.cd:
@@ -177,7 +182,9 @@ def data(result) -> dict:
 def edit_policy(turn: int) -> None:
     path = Path("policy/pusht_policy.py")
     text = path.read_text()
-    step = 8.0 + (hash((AGENT, turn, time.time())) % 90) / 10
+    now = re.search(r'PARAMS = \{"standoff": [0-9.]+, "step": ([0-9.]+)\}', text)
+    step = float(now.group(1)) + 0.7 if now else 8.0  # always a change to commit
+    step = step if step < 17.0 else 8.0 + (turn % 7) / 10
     text = re.sub(
         r'PARAMS = \{"standoff": ([0-9.]+), "step": [0-9.]+\}',
         rf'PARAMS = {{"standoff": \1, "step": {step:.1f}}}',
@@ -247,6 +254,31 @@ async def adopt(s: ClientSession, stream: Stream, turn: int) -> None:
     stream.think("adopted")
 
 
+async def escape(s: ClientSession, stream: Stream, turn: int) -> None:
+    """Try to write where a confined agent must not: the ledger, another agent's tree."""
+    tried = {}
+    for name, path in (
+        ("ledger", os.environ.get("FAKE_AGENT_LEDGER", "")),
+        ("other_tree", os.environ.get("FAKE_AGENT_OTHER", "")),
+    ):
+        if not path:
+            continue
+        try:
+            with open(path, "a") as f:
+                f.write("forged\n")
+            tried[name] = "written"
+        except OSError as e:
+            tried[name] = f"{type(e).__name__}: {e.strerror}"
+    try:  # and its own worktree stays writable
+        Path("scratch.txt").write_text("mine")
+        tried["worktree"] = "written"
+    except OSError as e:
+        tried["worktree"] = f"{type(e).__name__}: {e.strerror}"
+    note(action="escape", tried=tried)
+    await s.call_tool("task", {})
+    stream.think("tried")
+
+
 async def protected(s: ClientSession, stream: Stream, turn: int) -> None:
     path = Path("tests/test_pusht_policy.py")
     path.write_text(path.read_text() + "\n\ndef test_nothing():\n    pass\n")
@@ -303,13 +335,17 @@ async def run(args: argparse.Namespace, action: str, turn: int) -> None:
     if action == "hang":
         note(action="hang")
         time.sleep(3600)
-    env = dict(os.environ, **(args.mcp.get("env") or {}))
-    params = StdioServerParameters(command=args.mcp["command"], args=args.mcp["args"], env=env)
-    async with stdio_client(params) as (r, w), ClientSession(r, w) as s:
-        await s.initialize()
-        await {"work": work, "protected": protected, "bench": bench, "adopt": adopt}[action](
-            s, stream, turn
-        )
+    acts = {"work": work, "protected": protected, "bench": bench, "adopt": adopt, "escape": escape}
+    if args.mcp.get("url"):  # the host serves the lab over HTTP (a confined agent)
+        async with streamable_http_client(args.mcp["url"]) as (r, w, *_), ClientSession(r, w) as s:
+            await s.initialize()
+            await acts[action](s, stream, turn)
+    else:
+        env = dict(os.environ, **(args.mcp.get("env") or {}))
+        params = StdioServerParameters(command=args.mcp["command"], args=args.mcp["args"], env=env)
+        async with stdio_client(params) as (r, w), ClientSession(r, w) as s:
+            await s.initialize()
+            await acts[action](s, stream, turn)
     stream.done()
 
 

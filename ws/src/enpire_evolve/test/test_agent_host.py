@@ -52,6 +52,8 @@ def lab(tmp_path):
 
     def make_host(plan: dict, cells: int = 2, **kw) -> AgentHost:
         (tmp_path / "plan.json").write_text(json.dumps(plan))
+        state.mkdir(exist_ok=True)
+        kw["cli"].writable.append(str(state))  # the fake agent's notes, read by the tests
         host = AgentHost(HostConfig(**kw), data, log=print, env=env)
         fleets.append(local_fleet(host.ledger, data, cells, 40, 0.0, video_size=32))
         return host
@@ -115,7 +117,7 @@ def test_claude_agents_work_the_lab_and_survive_crashes_and_hangs(lab):
 
 def test_codex_and_command_agents_stop_at_their_budgets(lab, tmp_path):
     _env, state, _data, make_host = lab
-    cli = CliAgentConfig(backend="codex", backoff=0.2)
+    cli = CliAgentConfig(backend="codex", backoff=0.2, isolation="none")  # stdio MCP
     host = make_host(
         {"*": ["crash", "work"]},
         run_id="codex-run",
@@ -147,7 +149,7 @@ def test_codex_and_command_agents_stop_at_their_budgets(lab, tmp_path):
         "--session",
         "{session}",
     ]
-    cli = CliAgentConfig(backend="command", command=cmd, max_turns=1)
+    cli = CliAgentConfig(backend="command", command=cmd, max_turns=1, isolation="none")
     host = make_host({"*": ["work"]}, run_id="command-run", agents=1, cli=cli, wall_budget=120)
     host.run(poll=0.2)
     assert host.status["agent_0"].turns == 1
@@ -161,6 +163,35 @@ def test_codex_and_command_agents_stop_at_their_budgets(lab, tmp_path):
     m = paths["metrics"]
     assert Path(paths["html"]).exists()
     assert m["experiments"] == 1 and m["robot_seconds"] > 0, m
+
+
+def test_a_confined_agent_cannot_write_the_ledger_or_other_trees(lab):
+    from enpire_policy.isolation import probe
+
+    if not probe().landlock_abi:
+        pytest.skip("no Landlock on this kernel")
+    env, state, data, make_host = lab
+    cli = CliAgentConfig(backend="claude", max_turns=1, isolation="landlock")
+    plan = {"agent_0": ["escape"], "agent_1": ["protected"]}
+    host = make_host(plan, run_id="jail-run", agents=2, cli=cli, wall_budget=120)
+    other = host.run_dir / "agents" / "agent_1" / "policy" / "pusht_policy.py"
+    env.update(FAKE_AGENT_LEDGER=str(data / "ledger.sqlite"), FAKE_AGENT_OTHER=str(other))
+    host.env.update(env)
+    host.run(poll=0.2)
+    tried = next(e for e in _log(state, "agent_0") if e["action"] == "escape")["tried"]
+    assert tried["ledger"].startswith("PermissionError"), tried
+    assert tried["other_tree"].startswith("PermissionError"), tried
+    assert tried["worktree"] == "written"
+    assert b"forged" not in (data / "ledger.sqlite").read_bytes()
+    assert "forged" not in other.read_text()
+    # the lab's tools still answer: over HTTP, from a server outside the confinement
+    calls = host.ledger.query("SELECT agent_id, tool FROM tool_calls")
+    assert {(r["agent_id"], r["tool"]) for r in calls} == {
+        ("agent_0", "task"),
+        ("agent_1", "submit_experiment"),
+    }
+    config = json.loads((host.run_dir / "host" / "agent_0" / "mcp.json").read_text())
+    assert config["mcpServers"]["enpire"]["url"].startswith("http://127.0.0.1:")
 
 
 def test_event_readers_take_usage_from_each_format():

@@ -438,6 +438,13 @@ def _landlock(readable: list[str], writable: list[str]) -> None:
     rs.apply()
 
 
+def confine_writes(writable: list[str]) -> None:
+    """Landlock this process (and what it starts) to write only under ``writable``; it reads
+    everything. For programs that must run tools of their own (a coding agent's CLI), where
+    the seccomp layer (no processes, no sockets) would stop them working."""
+    _landlock(["/"], [p for p in writable if os.path.exists(p)])
+
+
 def confine(level: str, readable: list[str], writable: list[str]) -> None:
     """Confine this process (call it before importing agent code; it cannot be undone)."""
     if rank(level) >= rank("landlock"):

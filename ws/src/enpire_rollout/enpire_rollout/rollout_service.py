@@ -308,6 +308,7 @@ class RolloutService:
             frozenset(robots),
             req.num_robots,
             priority=req.priority,
+            policy_key=repr(req.policy.key()),
         )
         for pre in self.sched.add_goal(spec):  # background episodes make way
             self._stop_episode(pre.episode_id)
@@ -528,6 +529,7 @@ class RolloutService:
         if held and held[0] == key and held[1].proc is not None:
             box["policy"] = held[1]  # warm across episodes
             return
+        self.sched.set_warm(a.robot_id, repr(key))
         if held:
             held[1].close()
         try:

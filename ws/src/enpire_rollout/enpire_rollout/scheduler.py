@@ -2,15 +2,15 @@
 
 Whenever a robot is free and any goal has episodes left, the robot gets one (robots never wait
 for agents while work is queued). Which goal: the highest priority, then fair share (the agent
-with the fewest episodes running now), then the goal closest to finishing, then the oldest. An
-episode that is interrupted (its cell died) goes back to the queue with the same seed, for
-another robot; the robot leaves the rotation until it is reported up again. A failed reset also
-retries the seed; a robot whose resets fail ``max_reset_failures`` times in a row cools down
-out of the rotation (for ``cooldown`` s, doubling each time, at most ``max_cooldown``), and a
-seed whose reset failed ``max_seed_retries`` times is given up (reported as skipped), so a cell
-that cannot reset, or a start state no robot can set up, cannot loop. With nothing queued,
-robots may run background episodes (e.g. data collection with the best policy) that any goal
-preempts.
+with the fewest episodes running now), then a goal whose policy the robot's worker has loaded
+(no worker to start), then the goal closest to finishing, then the oldest. An episode that is
+interrupted (its cell died) goes back to the queue with the same seed, for another robot; the
+robot leaves the rotation until it is reported up again. A failed reset also retries the seed;
+a robot whose resets fail ``max_reset_failures`` times in a row cools down out of the rotation
+(for ``cooldown`` s, doubling each time, at most ``max_cooldown``), and a seed whose reset
+failed ``max_seed_retries`` times is given up (reported as skipped), so a cell that cannot
+reset, or a start state no robot can set up, cannot loop. With nothing queued, robots may run
+background episodes (e.g. data collection with the best policy) that any goal preempts.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class GoalSpec:
     max_parallel: int = 0  # 0: as many robots as are free
     background: bool = False
     priority: int = 0  # higher first (confirmations of likely winners > experiments > fillers)
+    policy_key: str = ""  # robots whose policy worker runs this policy prefer the goal
 
 
 @dataclass
@@ -87,6 +88,7 @@ class FleetScheduler:
         self.cooldown, self.max_cooldown = cooldown, max_cooldown
         self._clock = clock
         self._goals: dict[str, _Goal] = {}
+        self._warm: dict[str, str] = {}  # robot -> policy key of its warm worker
         self._background = background
         self._bg_seed = itertools.count(background.seed if background else 0)
         self._ids = itertools.count()
@@ -152,6 +154,11 @@ class FleetScheduler:
                 if self._robots.get(robot) == "cooldown":
                     self._robots[robot] = "free"
 
+    def set_warm(self, robot_id: str, policy_key: str) -> None:
+        """The policy a robot's worker has loaded (starting another one costs time)."""
+        with self._lock:
+            self._warm[robot_id] = policy_key
+
     def robot_down(self, robot_id: str) -> None:
         with self._lock:
             if robot_id in self._robots:
@@ -203,7 +210,15 @@ class FleetScheduler:
             remaining = s.episodes - g.done
             # prefer a robot that has not failed this goal's episode before
             retry_penalty = int(robot in g.failed_robots)
-            key = (-s.priority, share.get(s.agent_id, 0), retry_penalty, remaining, g.created)
+            cold = int(not s.policy_key or self._warm.get(robot) != s.policy_key)
+            key = (
+                -s.priority,
+                share.get(s.agent_id, 0),
+                cold,
+                retry_penalty,
+                remaining,
+                g.created,
+            )
             candidates.append((key, g, seed_i))
         if candidates:
             _, g, seed_i = min(candidates, key=lambda c: c[0])

@@ -155,3 +155,12 @@ def test_higher_priority_goals_get_the_next_free_robot():
     s.add_goal(GoalSpec("confirm", "b", 3, priority=2))
     (a,) = s.next_assignments()
     assert a.goal_id == "confirm"
+
+
+def test_a_free_robot_keeps_to_the_policy_its_worker_has_loaded():
+    s = FleetScheduler(["r0"])
+    s.add_goal(GoalSpec("older", "a", 3, policy_key="p1"))
+    s.add_goal(GoalSpec("warm", "a", 3, policy_key="p2"))
+    s.set_warm("r0", "p2")
+    (a,) = s.next_assignments()
+    assert a.goal_id == "warm"  # same agent, same priority: no new worker to start
