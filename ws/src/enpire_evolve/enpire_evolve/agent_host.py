@@ -26,6 +26,7 @@ import math
 import os
 import queue
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -647,7 +648,12 @@ class AgentHost:
             if self.isolation == "landlock":
                 argv = self._jail(argv, files)
             st.state = "running"
-            rc, why = self._turn(agent_id, argv, files, log_dir)
+            try:
+                rc, why = self._turn(agent_id, argv, files, log_dir)
+            except OSError as e:  # the program is not there (or not executable): no retrying
+                st.state, st.message = "failed", f"cannot start {argv[0]}: {e}"
+                self.log(f"agents: {agent_id} {st.message}")
+                return
             if self._stop.is_set():
                 break
             if (rc == 0 and not why) or why == "budget":  # a budget ends it at the loop's top
@@ -867,6 +873,14 @@ def main(argv: list[str] | None = None) -> int:
         agent_token_budget=args.agent_token_budget,
         cli=cli,
     )
+    exe = cli.command[0] if cli.command else args.backend
+    if not shutil.which(exe):
+        hint = {
+            "claude": "npm install -g @anthropic-ai/claude-code",
+            "codex": "npm install -g @openai/codex",
+        }.get(exe, "or pass --command")
+        print(f"enpire agents: no {exe!r} on PATH ({hint})", file=sys.stderr)
+        return 2
     host = AgentHost(cfg, args.data_dir, log=lambda m: print(m, flush=True))
     fleet = None
     if args.lab == "local":

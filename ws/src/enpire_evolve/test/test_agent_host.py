@@ -66,8 +66,10 @@ def lab(tmp_path):
 
 def test_claude_agents_work_the_lab_and_survive_crashes_and_hangs(lab):
     _env, state, _data, make_host = lab
+    # hang_timeout: long enough for a loaded machine's quiet spells (agent_1's adopt polls the
+    # leaderboard silently until agent_0's first result is in), short for the hung turn
     plan = {"agent_0": ["work", "crash", "work"], "agent_1": ["protected", "hang", "adopt"]}
-    cli = CliAgentConfig(backend="claude", hang_timeout=6.0, backoff=0.2, max_turns=2)
+    cli = CliAgentConfig(backend="claude", hang_timeout=15.0, backoff=0.2, max_turns=2)
     host = make_host(plan, run_id="claude-run", agents=2, cli=cli, wall_budget=240)
     out = host.run(poll=0.2)
     assert out["reason"] == "agents finished", out
@@ -236,3 +238,18 @@ def test_event_readers_take_usage_from_each_format():
         )
     )
     assert r.session == "t1" and [(u.input, u.cached, u.output) for u in r.take()] == [(7, 2, 1)]
+
+
+def test_a_missing_program_fails_the_agent_with_the_reason(tmp_path):
+    cli = CliAgentConfig(
+        backend="command", command=[str(tmp_path / "no-such-agent")], isolation="none"
+    )
+    host = AgentHost(
+        HostConfig(run_id="missing", agents=1, cli=cli, wall_budget=60),
+        tmp_path / "data",
+        log=print,
+    )
+    out = host.run(poll=0.2)
+    st = host.status["agent_0"]
+    assert st.state == "failed" and "cannot start" in st.message and st.restarts == 0
+    assert out["reason"] == "agents finished"
