@@ -35,6 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from enpire_evolve.lab_tools import TaskRules
 from enpire_evolve.repo import AgentTree, SharedRepo, git
 from enpire_rollout.experiments import ExperimentQueue
 from enpire_rollout.ledger import Ledger
@@ -42,7 +43,6 @@ from enpire_rollout.ledger import Ledger
 BACKENDS = ("claude", "codex", "command")
 EVENT_FORMATS = ("claude", "codex", "none")
 INSTRUCTION_FILES = ("AGENTS.md", "CLAUDE.md")
-HOST_FILES = (*INSTRUCTION_FILES, ".enpire/")  # written by the host, never committed
 # what a confined CLI may write besides its worktree: its own state and caches
 CLI_STATE = ("~/.claude", "~/.claude.json", "~/.codex", "~/.cache", "~/.npm", "~/.config")
 # Claude Code's tools an agent may use without asking: the lab's, files, git and tests
@@ -373,7 +373,8 @@ class HostConfig:
     token_budget: int = 0  # all agents (input + output); 0 = none
     agent_token_budget: int = 0
     cli: CliAgentConfig = field(default_factory=CliAgentConfig)
-    protected: list[str] = field(default_factory=lambda: ["tests/", *HOST_FILES])
+    # what the instructions call protected: the list `enpire mcp` refuses commits by (one list)
+    protected: list[str] = field(default_factory=lambda: list(TaskRules().protected))
 
     def __post_init__(self) -> None:
         if isinstance(self.cli, dict):
