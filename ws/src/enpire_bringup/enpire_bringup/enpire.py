@@ -9,7 +9,12 @@ import sys
 import threading
 import time
 
-from enpire_bringup.fleet import FleetConfig, default_params_file, plan_nodes
+from enpire_bringup.fleet import (
+    FleetConfig,
+    align_confirmation,
+    default_params_file,
+    plan_nodes,
+)
 
 
 def _fleet_args(p: argparse.ArgumentParser) -> None:
@@ -259,6 +264,7 @@ def cmd_demo(args) -> int:
         if s.name == "evolve_node":
             s.parameters.update(run_id=run_id, wall_budget=float(args.budget),
                                 confirm_episodes=int(args.confirm_episodes))  # fmt: skip
+    align_confirmation(specs)
     print(f"enpire demo: {len(cfg.robots)} simulated cell(s) at {cfg.time_scale}x, "
           f"{cfg.agents} {cfg.agent_backend} agent(s) from the naive baseline, run {run_id}, "
           f"budget {args.budget:.0f} s")  # fmt: skip

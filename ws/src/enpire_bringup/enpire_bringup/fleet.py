@@ -201,7 +201,25 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
         nodes += rviz_nodes(cfg, params)
     for n in nodes:
         n.max_respawns = cfg.max_respawns
+    align_confirmation(nodes)
     return nodes
+
+
+def align_confirmation(nodes: list[NodeSpec]) -> None:
+    """The evolve node's goal decides what the rollout node's queue confirms: one rule, set
+    once (goal rate, fresh episodes, chunk; whether candidates go through the queue)."""
+    evolve = next((n for n in nodes if n.name == "evolve_node"), None)
+    rollout = next((n for n in nodes if n.name == "rollout_node"), None)
+    if evolve is None or rollout is None:
+        return
+    e = evolve.parameters
+    for theirs, mine in (("goal_success", "confirm_goal_success"),
+                         ("confirm_episodes", "confirm_episodes"),
+                         ("confirm_chunk", "confirm_chunk")):  # fmt: skip
+        if theirs in e:
+            rollout.parameters[mine] = e[theirs]
+    if e.get("experiment_queue", True):
+        rollout.parameters["experiment_queue"] = True
 
 
 CELL_SPACING = 0.5  # m between cells in rviz's world frame

@@ -187,6 +187,7 @@ class Evolution:
                 why = self.budget_exhausted()
                 if why:
                     self.stop(why)
+                self._goal_from_fleet()
                 self.ledger.update_run(self.cfg.run_id, wall_used=self.wall_used())
                 for t in threads:
                     t.join(timeout=poll / len(threads))
@@ -202,6 +203,34 @@ class Evolution:
         self.ledger.update_run(self.cfg.run_id, status=status, wall_used=self.wall_used(),
                                finished=time.time(), result=self.outcome)  # fmt: skip
         return self.outcome
+
+    def _goal_from_fleet(self) -> None:
+        """The fleet confirms candidates on its own (idle robots): one that passed ends the run
+        as if its agent had asked."""
+        if not hasattr(self.lab, "confirmed_commits") or self.stopped:
+            return
+        from enpire_policy.episode import wilson_interval
+
+        c = self.cfg
+        for row in self.lab.confirmed_commits():
+            n, k = int(row["n"] or 0), int(row["k"] or 0)
+            if n < c.confirm_episodes or k / n < c.goal_success:
+                continue
+            step = self.ledger.query(
+                "SELECT agent_id, commit_sha FROM agent_steps WHERE run_id = ? AND kept = 1 AND"
+                " (commit_sha = ? OR json_extract(details, '$.evaluated_sha') = ?)"
+                " ORDER BY id LIMIT 1",
+                (c.run_id, row["commit_sha"], row["commit_sha"]),
+            )
+            agent = step[0]["agent_id"] if step else row["agent_id"]
+            if agent not in self.status:
+                continue
+            res = RolloutSummary(num_episodes=n, successes=k, success_rate=k / n)
+            res.ci_low, res.ci_high = wilson_interval(k, n)
+            sha = step[0]["commit_sha"] if step else row["commit_sha"]
+            rate = self.status[agent].best_rate
+            if self._confirmed(agent, sha, res, time.time(), rate):
+                return
 
     def best(self) -> dict:
         rows = self.ledger.query(
@@ -304,9 +333,46 @@ class Evolution:
         total.ci_low, total.ci_high = wilson_interval(total.successes, total.num_episodes)
         return total
 
-    def confirm(self, runner: _AgentRunner, sha: str) -> bool:
+    def _queued_confirmation(self, runner: _AgentRunner, sha: str, evaluated: str):
+        """The fleet's confirmation of ``evaluated`` (fresh seeds the queue draws, in chunks the
+        feeder queues until it passes or cannot); one chunk is queued here if the feeder has not
+        queued any."""
+        from enpire_policy.episode import wilson_interval
+
+        c, lab = self.cfg, self.lab
+        allowed = math.floor((1 - c.goal_success) * c.confirm_episodes + 1e-9)
+        ref = {"name": f"{runner.agent_id}@{evaluated[:8]}", "agent_id": runner.agent_id,
+               "repo_path": str(runner.tree.path), "commit": evaluated,
+               "module": POLICY_MODULE}  # fmt: skip
+        idle_since = time.monotonic()
+        total = RolloutSummary()
+        while not self.stopped:
+            n, k = lab.confirmation(evaluated)
+            total.num_episodes, total.successes = n, k
+            if n - k > allowed:
+                total.error_msg = f"stopped early: {n - k} failures > {allowed} allowed"
+                break
+            if n >= c.confirm_episodes:
+                break
+            if lab.confirmation_pending(evaluated):
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > 2.0:  # the feeder did not take it up
+                lab.confirm(ref, min(c.confirm_chunk, c.confirm_episodes - n), runner.agent_id)
+                idle_since = time.monotonic()
+            self._stop.wait(0.5)
+        total.success_rate = total.successes / max(total.num_episodes, 1)
+        total.ci_low, total.ci_high = wilson_interval(total.successes, total.num_episodes)
+        return total
+
+    def confirm(self, runner: _AgentRunner, sha: str, evaluated: str = "") -> bool:
         """The separate evaluation on fresh seeds; True ends the run with this commit."""
-        c = self.cfg
+        if hasattr(self.lab, "confirmation_pending"):  # the fleet confirms: no fleet-wide lock
+            runner.st.state = "confirming"
+            t0 = time.time()
+            res = self._queued_confirmation(runner, sha, evaluated or sha)
+            if self.stopped and self.outcome.get("reason") != "goal":
+                return False  # the run ended first: no verdict
+            return self._confirmed(runner.agent_id, sha, res, t0, runner.parent_rate)
         with self._confirm_lock:
             if self.stopped:
                 return False
@@ -317,12 +383,23 @@ class Evolution:
                 res = self._confirmation(runner, sha)
             finally:
                 self._no_confirmation.set()
+            return self._confirmed(runner.agent_id, sha, res, t0, runner.parent_rate)
+
+    def _confirmed(self, agent_id: str, sha: str, res: RolloutSummary, t0: float,
+                   parent_rate: float) -> bool:  # fmt: skip
+        """Record a confirmation's verdict; True (and the run's goal) when it passed."""
+        c = self.cfg
+        with self._lock:
+            if self.outcome.get("reason") == "goal":
+                return False  # another confirmation ended the run first
             ok = (not res.error_code and res.num_episodes >= c.confirm_episodes
-                  and res.success_rate >= c.goal_success)  # fmt: skip
-            runner._record({
+                  and res.success_rate >= c.goal_success and not self.stopped)  # fmt: skip
+            self.ledger.add_agent_step({
+                "run_id": c.run_id, "agent_id": agent_id, "branch": agent_id,
+                "prompt_tokens": 0, "completion_tokens": 0,
                 "commit_sha": sha, "parent_sha": sha,
                 "hypothesis": f"confirm on {c.confirm_episodes} fresh episodes",
-                "parent_rate": runner.parent_rate,
+                "parent_rate": parent_rate,
                 "outcome": "confirmed" if ok else "not_confirmed",
                 "success_rate": res.success_rate, "episodes": res.num_episodes,
                 "successes": res.successes, "robot_seconds": res.robot_seconds,
@@ -331,15 +408,15 @@ class Evolution:
                             "failures": res.failure_summary(),
                             "episode_ids": [e.episode_id for e in res.episodes]},
             })  # fmt: skip
-            self.log(f"evolve: {runner.agent_id} {sha[:8]} confirmation: {res.successes}/"
+            self.log(f"evolve: {agent_id} {sha[:8]} confirmation: {res.successes}/"
                      f"{res.num_episodes} = {res.success_rate:.1%} "
                      f"(95% CI {res.ci_low:.1%}-{res.ci_high:.1%})")  # fmt: skip
             if ok:
                 self.outcome = {
-                    "reason": "goal", "agent_id": runner.agent_id, "commit": sha,
+                    "reason": "goal", "agent_id": agent_id, "commit": sha,
                     "success_rate": res.success_rate, "ci": [res.ci_low, res.ci_high],
                     "episodes": res.num_episodes, "wall_seconds": self.wall_used(),
-                    "shared_repo": str(self.shared.path), "branch": runner.agent_id,
+                    "shared_repo": str(self.shared.path), "branch": agent_id,
                 }  # fmt: skip
                 self._stop.set()
             return ok
@@ -395,7 +472,9 @@ class _AgentRunner:
                       "successes": res.successes, "robot_seconds": res.robot_seconds,
                       "wall_start": t0, "wall_end": time.time(), "kept": 1,
                       "details": {"failures": self.last_failures,
-                                  "score": self.parent_score}})  # fmt: skip
+                                  "score": self.parent_score,
+                                  "episode_ids": [e.episode_id for e in res.episodes]},
+                      })  # fmt: skip
         self.tree.publish()
         self._log(f"baseline {sha[:8]}: {res.successes}/{res.num_episodes}")
 
@@ -568,7 +647,7 @@ class _AgentRunner:
             f"(parent {row['parent_rate']:.0%}) {verdict}: {proposal.hypothesis[:100]}"
         )
         if kept and res.success_rate >= self.cfg.goal_success:
-            self.evo.confirm(self, final)
+            self.evo.confirm(self, final, evaluated=sha)
 
     def _amend(self, message: str) -> str:
         from enpire_evolve.repo import git

@@ -24,7 +24,14 @@ from rclpy.qos import DurabilityPolicy, QoSProfile
 from enpire_env.goal_liveness import Liveness, ServerGoneError, send_goal, wait_result
 from enpire_env.node_utils import declare, run_node
 from enpire_evolve.evolution import Evolution, EvolveConfig, LlmConfig
-from enpire_evolve.lab import OUTCOMES, EpisodeSummary, Lab, RolloutSummary, TrainSummary
+from enpire_evolve.lab import (
+    OUTCOMES,
+    EpisodeSummary,
+    Lab,
+    QueueLab,
+    RolloutSummary,
+    TrainSummary,
+)
 from enpire_evolve.status_msg import to_msg
 from enpire_msgs.action import Rollout, Train
 from enpire_msgs.msg import EvolveStatus
@@ -233,6 +240,15 @@ class EvolveNode(Node):
         self.ledger = Ledger(ledger_path or data / "ledger.sqlite")
         self.data_dir = data
         self.lab = RosLab(self, rollout_server, train_server, goal_timeout)
+        if declare(
+            self,
+            "experiment_queue",
+            True,
+            "Screen candidates through the rollout node's "
+            "experiment queue (as CLI agents do), which also confirms them on fresh seeds "
+            "and keeps idle robots confirming the best; false = Rollout goals.",
+        ):
+            self.lab = QueueLab(self.ledger, self.cfg.run_id, self.lab)
         self.evo = Evolution(self.cfg, self.lab, data, self.ledger,
                              log=lambda m: self.get_logger().info(m))  # fmt: skip
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)

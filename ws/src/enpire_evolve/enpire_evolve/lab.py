@@ -207,3 +207,132 @@ class LocalLab(Lab):
             r = run_training(req, self.artifacts_dir)
         return TrainSummary(int(r.error_code), r.error_msg, r.artifact_path, r.metrics,
                             r.wall_seconds)  # fmt: skip
+
+
+class QueueLab(Lab):
+    """Rollouts through the fleet's experiment queue — the path CLI agents' ``submit_experiment``
+    takes: a screening is a queue row the rollout node's feeder runs (fair share, confirmations
+    first); the feeder also confirms candidates on fresh seeds it draws, and keeps idle robots
+    confirming the best one. Training goes to ``trainer``."""
+
+    CANCELED = 209  # RolloutErrorCode.CANCELED
+
+    def __init__(self, ledger, run_id: str, trainer: Lab, poll: float = 0.25):
+        from enpire_rollout.experiments import ExperimentQueue
+
+        self.ledger, self.run_id, self.trainer, self.poll = ledger, run_id, trainer, poll
+        self.queue = ExperimentQueue(ledger, max_in_flight=2)
+        self._stop = threading.Event()
+        # screenings a previous host of this run left behind (it died): nobody waits for them
+        for r in ledger.query(
+            "SELECT id, agent_id FROM experiments WHERE run_id = ? AND kind = 'screen' AND"
+            " status IN ('queued', 'running')",
+            (run_id,),
+        ):
+            self.queue.cancel(r["id"], r["agent_id"])
+
+    def rollout(self, policy, episodes, seed, agent_id, progress=None,
+                stop_when=None) -> RolloutSummary:  # fmt: skip
+        from enpire_policy.episode import wilson_interval
+        from enpire_policy.policy_ref import PolicyRef
+        from enpire_rollout.experiments import QueueError
+
+        t0 = time.monotonic()
+        out = RolloutSummary(num_episodes=0)
+        try:
+            exp = self.queue.submit(agent_id, PolicyRef.from_any(policy), int(episodes),
+                                    kind="screen", seed=int(seed), run_id=self.run_id)  # fmt: skip
+        except QueueError as e:
+            out.error_code, out.error_msg = 200, str(e)
+            return out
+        canceled = False
+        while not exp.done:
+            exp = self.queue.wait(exp.id, self.poll)
+            done, ok = exp.episodes_done or 0, exp.successes or 0
+            if progress and not exp.done:
+                progress(done, episodes, ok)
+            if not canceled and not exp.done and (
+                self._stop.is_set() or (stop_when and done < episodes and stop_when(
+                    done, episodes, ok))):  # fmt: skip
+                self.queue.cancel(exp.id, agent_id)
+                canceled = True
+        result = exp.result or {}
+        out.episodes = self._episodes(result.get("episode_ids") or [])
+        out.num_episodes = len(out.episodes)
+        out.successes = sum(e.success for e in out.episodes)
+        out.success_rate = out.successes / max(out.num_episodes, 1)
+        out.ci_low, out.ci_high = wilson_interval(out.successes, out.num_episodes)
+        out.robot_seconds = float(result.get("robot_seconds") or 0.0)
+        out.wall_seconds = time.monotonic() - t0
+        if canceled or exp.status == "canceled":
+            out.error_code, out.error_msg = self.CANCELED, "rollout canceled"
+        elif exp.status != "done":
+            out.error_code, out.error_msg = 200, exp.error or f"experiment {exp.status}"
+        elif out.episodes and all(e.outcome == "policy_error" for e in out.episodes):
+            out.error_code, out.error_msg = 208, out.episodes[0].error
+        return out
+
+    def _episodes(self, ids: list[str]) -> list[EpisodeSummary]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = {r["id"]: r for r in self.ledger.query(
+            f"SELECT * FROM episodes WHERE id IN ({marks})", tuple(ids))}  # fmt: skip
+        out = []
+        for i in ids:
+            r = rows.get(i)
+            if r is None:
+                continue
+            out.append(EpisodeSummary(
+                int(r["seed"] or 0), bool(r["success"]), r["status"], int(r["steps"] or 0), 0.0,
+                float(r["robot_seconds"] or 0.0), r["error"] or "", i,
+                r["mcap"] or r["dataset"] or ""))  # fmt: skip
+        return out
+
+    # --- confirmations (the feeder's, on fresh seeds) ----------------------------------------
+    def confirmation(self, commit: str) -> tuple[int, int]:
+        """(episodes, successes) of the finished confirmations of ``commit``."""
+        return self.queue.confirmation(commit)
+
+    def confirmation_pending(self, commit: str) -> bool:
+        rows = self.ledger.query(
+            "SELECT COUNT(*) AS n FROM experiments WHERE kind = 'confirm' AND commit_sha = ?"
+            " AND status IN ('queued', 'running')",
+            (commit,),
+        )
+        return bool(rows[0]["n"])
+
+    def confirm(self, policy: dict, episodes: int, agent_id: str) -> None:
+        """Queue a chunk of fresh episodes of ``policy`` (the feeder queues the next ones)."""
+        from enpire_policy.policy_ref import PolicyRef
+
+        self.queue.submit(agent_id, PolicyRef.from_any(policy), int(episodes), kind="confirm",
+                          run_id=self.run_id, note="confirmation for the evolve run")  # fmt: skip
+
+    def confirmed_commits(self) -> list[dict]:
+        """Per commit of this run: confirmation episodes and successes so far."""
+        return self.ledger.query(
+            "SELECT commit_sha, agent_id, SUM(episodes_done) AS n, SUM(successes) AS k FROM"
+            " experiments WHERE run_id = ? AND kind = 'confirm' AND status = 'done'"
+            " GROUP BY commit_sha",
+            (self.run_id,),
+        )
+
+    def train(self, recipe, policy, hyperparameters, time_budget, agent_id) -> TrainSummary:
+        return self.trainer.train(recipe, policy, hyperparameters, time_budget, agent_id)
+
+    def robots(self) -> list[str]:
+        return self.trainer.robots()
+
+    def wait_for_servers(self, timeout: float) -> bool:
+        return self.trainer.wait_for_servers(timeout)
+
+    def cancel_all(self) -> None:
+        self._stop.set()
+        for r in self.ledger.query(
+            "SELECT id, agent_id FROM experiments WHERE run_id = ? AND status IN"
+            " ('queued', 'running')",
+            (self.run_id,),
+        ):
+            self.queue.cancel(r["id"], r["agent_id"])
+        self.trainer.cancel_all()

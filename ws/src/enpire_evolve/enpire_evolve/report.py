@@ -20,11 +20,13 @@ import numpy as np
 
 
 def queue_experiments(ledger, run_id: str) -> list[dict]:
-    """The run's finished experiments from the queue (agents hosted by ``enpire agents``)."""
+    """The run's finished experiments from the queue of agents hosted by ``enpire agents``
+    (the evolve node's agents go through the queue too, but their steps are in agent_steps)."""
     return ledger.query(
         "SELECT agent_id, kind, commit_sha, episodes_done, successes, success_rate, finished,"
-        " result FROM experiments WHERE run_id = ? AND status = 'done' ORDER BY finished",
-        (run_id,),
+        " result FROM experiments WHERE run_id = ? AND status = 'done' AND agent_id NOT IN"
+        " (SELECT DISTINCT agent_id FROM agent_steps WHERE run_id = ?) ORDER BY finished",
+        (run_id, run_id),
     )
 
 
@@ -191,8 +193,20 @@ def _plots(ledger, run_id: str, m: dict) -> dict[str, str]:
             u = [
                 utilisation(ivs, a, b, [r])[r] for a, b in zip(edges[:-1], edges[1:], strict=True)
             ]
-            ax.plot((edges[:-1] - t0) / 60, u, drawstyle="steps-post", label=r)
-        ax.set_title(f"robot utilisation (fleet MRU {m['mru']:.1%})")
+            ax.plot((edges[:-1] - t0) / 60, u, drawstyle="steps-post", label=r, alpha=0.6)
+        fleet = [
+            utilisation(ivs, a, b, robots) for a, b in zip(edges[:-1], edges[1:], strict=True)
+        ]
+        fleet = [sum(f.values()) / len(robots) for f in fleet]
+        ax.plot(
+            (edges[:-1] - t0) / 60,
+            fleet,
+            drawstyle="steps-post",
+            color="black",
+            lw=2,
+            label="fleet MRU",
+        )
+        ax.set_title(f"MRU over time (whole run: {m['mru']:.1%})")
         ax.legend(fontsize=7, ncol=4)
     else:
         ax.text(0.5, 0.5, "no robot intervals in the ledger (local simulation)", ha="center")
@@ -288,7 +302,8 @@ def _summary_md(m: dict, steps: list[dict], failures: list[dict]) -> str:
     else:
         lines += [
             f"**Goal not reached**: {m['reason']}. Best screening success rate "
-            f"{m['best_screening_rate']:.0%} (baseline {m['baseline_rate']:.0%}).",
+            f"{m['best_screening_rate']:.0%} (baseline {m['baseline_rate']:.0%})"
+            + (f", commit `{m['best_commit'][:12]}`." if m.get("best_commit") else "."),
         ]
         conf = [s for s in steps if s["outcome"] in ("confirmed", "not_confirmed")]
         if conf:
@@ -352,15 +367,18 @@ def _summary_md(m: dict, steps: list[dict], failures: list[dict]) -> str:
             f"{e['steps']} steps, dataset `{e['dataset']}`"
             for e in failures
         ]
-    if m["goal_reached"]:
+    commit = w.get("commit") if m["goal_reached"] else m.get("best_commit")
+    if commit:
+        repo = w.get("shared_repo") or m.get("shared_repo") or "<run dir>/shared.git"
         lines += [
             "",
             "## Reproduce",
             "",
+            f"The {'winning' if m['goal_reached'] else 'best'} policy on 200 new seeds:",
+            "",
             "```bash",
-            f"git clone -b {w['branch']} {w['shared_repo']} winner && cd winner",
-            f"git checkout {w['commit']}",
-            f"enpire rollout --repo $PWD --commit {w['commit']} --module policy/pusht_policy.py"
+            f"git clone {repo} best && cd best && git checkout {commit}",
+            f"enpire rollout --repo $PWD --commit {commit} --module policy/pusht_policy.py"
             f" --episodes 200 --seed 5000000",
             "```",
         ]
@@ -374,12 +392,15 @@ def write_report(ledger, run_id: str, out_dir: str | Path, data_dir=None) -> dic
     steps = ledger.agent_steps(run_id)
     plots = _plots(ledger, run_id, m)
     frames_png, failures = _failure_frames(ledger, run_id, m)
+    shared = Path(data_dir or "~/.enpire/data").expanduser() / "evolve" / run_id / "shared.git"
+    if shared.exists():
+        m["shared_repo"] = str(shared)
     md = _summary_md(m, steps, failures)
     md_path = out_dir / f"{run_id}.md"
     md_path.write_text(md)
-    body = []
-    for line in md.splitlines():  # a small markdown subset: headings, lists, tables, code
-        body.append(html.escape(line))
+    lead, _, rest = md.partition("## Headline numbers")
+    answer = html.escape(lead.split("\n", 1)[1].strip()).replace("\n", "<br>")
+    body = [html.escape(line) for line in ("## Headline numbers" + rest).splitlines()]
     imgs = "".join(
         f'<h2>{t}</h2><img alt="{t}" src="data:image/png;base64,{plots[k]}">'
         for k, t in (
@@ -398,7 +419,8 @@ def write_report(ledger, run_id: str, out_dir: str | Path, data_dir=None) -> dic
         f"<title>enpire report {html.escape(run_id)}</title><style>"
         "body{font-family:sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
         "pre{white-space:pre-wrap;background:#f6f6f6;padding:1em}img{max-width:100%}</style>"
-        f"</head><body>{imgs}<h2>Summary</h2><pre>{chr(10).join(body)}</pre>"
+        f"</head><body><h1>enpire run {html.escape(run_id)}</h1><p>{answer}</p>"
+        f"{imgs}<h2>Summary</h2><pre>{chr(10).join(body)}</pre>"
         f"<h2>Figures (JSON)</h2><pre>{html.escape(json.dumps(m, indent=1, default=str))}</pre>"
         "</body></html>"
     )

@@ -20,7 +20,10 @@ def _evolution(tmp_path, **kw) -> Evolution:
     cfg = EvolveConfig(**{"run_id": "t", "agents": 2, "screen_episodes": 6,
                           "confirm_episodes": 12, "confirm_chunk": 6, "wall_budget": 240,
                           "train_every": 3, **kw})  # fmt: skip
-    return Evolution(cfg, LocalLab(tmp_path / "artifacts"), tmp_path, log=lambda m: None)
+    evo = Evolution(cfg, LocalLab(tmp_path / "artifacts"), tmp_path, log=lambda m: logs.append(m))
+    logs: list[str] = []
+    evo.logs = logs  # shown by a failing assertion
+    return evo
 
 
 def test_source_edit_rewrites_only_the_constants():
@@ -59,9 +62,15 @@ def test_two_offline_agents_improve_and_one_adopts_the_others_branch(tmp_path):
     out = evo.run()
     rows = evo.ledger.agent_steps("t")
     baseline = [r for r in rows if r["outcome"] == "baseline"]
-    assert len(baseline) == 2 and all(r["success_rate"] == 0.0 for r in baseline)
+    assert len(baseline) == 2 and all(r["success_rate"] == 0.0 for r in baseline), evo.logs
     best = max(r["success_rate"] for r in rows if r["kept"] and r["outcome"] != "confirmed")
     assert best > baseline[0]["success_rate"] + 0.5, rows
+    # the best branch's code is the agent's own: written into its tree, no import of enpire
+    top = max((r for r in rows if r["kept"] and r["outcome"] == "kept"),
+              key=lambda r: r["success_rate"])  # fmt: skip
+    code = git(evo.shared.path, "show", f"{top['commit_sha']}:{POLICY_MODULE}")
+    assert "def plan_push" in code and "from enpire" not in code and "import enpire" not in code
+    assert json.loads(top["details"])["move"]["kind"] in ("idea", "param", "train")
     adopted = [r for r in rows if r["outcome"] == "adopted"]
     assert adopted, "no agent adopted the other's branch"
     branches = evo.shared.branches()
@@ -125,7 +134,7 @@ def test_an_agent_that_breaks_its_tree_breaks_nothing_else(tmp_path):
     branches = evo.shared.branches()
     assert branches["agent_0"] == branches["main"] == rows[0]["commit_sha"]
     tree = evo.run_dir / "agents" / "agent_0"
-    assert read_constants((tree / POLICY_MODULE).read_text(), ("STRATEGY",))
+    assert read_constants((tree / POLICY_MODULE).read_text(), ("PARAMS",))
 
 
 def test_a_restarted_run_resumes_from_the_ledger_and_git(tmp_path):

@@ -59,7 +59,8 @@ def test_evolve_node_runs_agents_on_the_fleet_resumes_after_a_kill_and_reports(
     procs["env"] = NodeProcess("enpire_env.env_node", ["-p", robots_param])
     procs["rollout"] = NodeProcess("enpire_rollout.rollout_node", [
         "-p", robots_param, "-p", f"data_dir:={data}", "-p", f"time_scale:={TIME_SCALE}",
-        "-p", "video_size:=48"])  # fmt: skip
+        "-p", "video_size:=48", "-p", "confirm_episodes:=4", "-p", "confirm_chunk:=2",
+    ])  # fmt: skip
     procs["train"] = NodeProcess("enpire_policy.train_node",
                                  ["-p", f"artifacts_dir:={data / 'artifacts'}"])  # fmt: skip
     procs["evolve"] = _evolve(data, max_experiments=2)

@@ -10,11 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from enpire_evolve.agents.offline import OfflineAgent
+from enpire_evolve.agents.offline import OfflineAgent, load_ideas
 from enpire_evolve.evolution import Evolution, EvolveConfig
 from enpire_evolve.lab import LocalLab
 from enpire_evolve.repo import POLICY_MODULE, STARTER_DIR, git
-from enpire_evolve.source_edit import read_constants, set_constants
+from enpire_evolve.source_edit import apply_idea
 
 
 class ScriptedServer:
@@ -78,8 +78,9 @@ def _evolution(tmp_path, url, **kw):
 
 def test_llm_agent_edits_trains_rolls_out_and_commits_with_token_accounting(tmp_path):
     src = (STARTER_DIR / POLICY_MODULE).read_text()
-    new = set_constants(src, {"STRATEGY": "contact_planning",
-                              "PARAMS": {"angle_weight": 40.0, "max_push": 12.0}})  # fmt: skip
+    ideas = load_ideas()  # the code a model would write: contact planning, shorter pushes
+    new, _ = apply_idea(src, ideas["contact_model"]["source"])
+    new, _ = apply_idea(new, ideas["push_length"]["source"])
     script = [
         completion(0, "read_notes", {"name": "pusht.md"}),
         completion(1, "read_file", {"path": POLICY_MODULE}),
@@ -123,7 +124,7 @@ def test_llm_agent_edits_trains_rolls_out_and_commits_with_token_accounting(tmp_
     ref = load_manifest(train["artifact"])["policy"]
     assert len(ref["commit"]) == 40, ref
     snap_code = git(ref["repo_path"], "show", f"{ref['commit']}:{POLICY_MODULE}")
-    assert read_constants(snap_code, ("STRATEGY",))["STRATEGY"] == "contact_planning"
+    assert "def build_contacts" in snap_code
     assert ref["commit"] in git(ref["repo_path"], "for-each-ref", "refs/wip/")
     assert json.loads(tool_msgs[5])["episodes"] == 2
     assert server.requests[0]["tools"] and server.requests[0]["model"] == "scripted"
@@ -134,7 +135,7 @@ def test_llm_agent_edits_trains_rolls_out_and_commits_with_token_accounting(tmp_
     msg = git(evo.shared.path, "log", "-1", "--format=%B", "agent_0")
     assert "contact planning with a stronger turn term" in msg and "result:" in msg
     code = git(evo.shared.path, "show", f"agent_0:{POLICY_MODULE}")
-    assert read_constants(code, ("STRATEGY",))["STRATEGY"] == "contact_planning"
+    assert "def build_contacts" in code and "from enpire" not in code
     # every request is a ledger row; the step carries exactly the scripted usage
     calls = evo.ledger.query("SELECT * FROM llm_calls WHERE run_id = 'llm' ORDER BY id")
     assert len(calls) == 7 and all(c["ok"] for c in calls)
@@ -166,7 +167,7 @@ def test_a_failing_endpoint_pauses_its_agent_and_the_other_goes_on(tmp_path, fai
         }[failure]  # fmt: skip
         server = ScriptedServer([reply])
         url = server.url
-    evo = _evolution(tmp_path, url, agents=2, max_experiments=2, wall_budget=25)
+    evo = _evolution(tmp_path, url, agents=2, max_experiments=2, wall_budget=60)
     evo.cfg.llm.timeout = 1.0
     from enpire_evolve.agents.llm import LlmAgent
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 import traceback
@@ -23,6 +24,8 @@ from enpire_policy.recipes.base import (
     TrainRequest,
     parse_hyperparameters,
 )
+
+CHILD_NICENESS = 10  # a training process's niceness (lower CPU priority than the fleet)
 
 
 @dataclass
@@ -125,6 +128,10 @@ def _child(req: TrainRequest, root: str, queue, cancel_event) -> None:
     from enpire_env.procutil import die_with_parent
 
     die_with_parent()
+    try:  # training runs beside the fleet's episodes: the cells and their policies come first
+        os.nice(CHILD_NICENESS)
+    except OSError:
+        pass
 
     def progress(**kw):
         queue.put(("progress", kw))

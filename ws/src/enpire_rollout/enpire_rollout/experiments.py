@@ -398,10 +398,14 @@ class ExperimentFeeder:
                 self.service.cancel(run)
 
     def _follow(self, exp: Experiment, run) -> None:
+        hopeless = self._cannot_pass(exp)
+
         def feedback(p) -> None:
             self.queue.ledger.update_experiment(
                 exp.id, episodes_done=p.episodes_done, successes=p.successes
             )
+            if hopeless(p.episodes_done, p.successes):
+                self.service.cancel(run)  # a confirmation that can no longer pass stops here
 
         try:
             out = self.service.wait(run, feedback)
@@ -442,6 +446,16 @@ class ExperimentFeeder:
                 self._queue_confirmation(exp, self.confirm.episodes, exp.priority)
             elif k / n >= self.confirm.goal_success:
                 self._queue_confirmation(exp, self.confirm.episodes)
+
+    def _cannot_pass(self, exp: Experiment):
+        """For a confirmation chunk: whether, after ``done`` episodes with ``ok`` successes, the
+        commit has failed more fresh episodes than the rule allows (no more are worth running)."""
+        if exp.kind != "confirm" or self.confirm is None:
+            return lambda done, ok: False
+        c = self.confirm
+        allowed = math.floor((1 - c.goal_success) * c.total + 1e-9)
+        n0, k0 = self.queue.confirmation(exp.commit, exp.policy.artifact)
+        return lambda done, ok: (n0 - k0) + (done - ok) > allowed
 
     def _finish(self, exp, status, n=0, k=0, result=None, error="") -> None:
         self.queue.ledger.update_experiment(

@@ -3,7 +3,8 @@
 Candidates are evaluated on seeded episodes (the same seeds for every candidate, so they are
 compared fairly); the score is the success rate minus a small time penalty. The policy is
 built with ``make_policy(params={...})`` — the shipped heuristic, or agent code that accepts
-the same keyword.
+the same keyword. A search the time budget stops after its first candidate ends with the
+best candidate so far (``metrics.budget_exhausted``), not with an error.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def run(req: TrainRequest, ctx: TrainContext) -> dict:
     n_elite = max(1, int(round(hp.elite_fraction * hp.population)))
     best: tuple[float, dict, dict] = (-np.inf, {}, {})
     history = []
+    stopped = False  # by the time budget, after at least one candidate
     fleet = RolloutEvaluator(hp, req, ctx) if hp.evaluator == "rollout" else None
     for it in range(hp.iterations):
         cands = np.clip(rng.normal(mean, std, (hp.population, len(names))), lo, hi)
@@ -82,6 +84,11 @@ def run(req: TrainRequest, ctx: TrainContext) -> dict:
                 policy = build_policy(req.policy, {"params": params})
                 try:
                     m = evaluate(policy, seeds, hp.max_steps, ctx)
+                except TrainError as e:
+                    if e.code != TrainErrorCode.BUDGET_EXHAUSTED or not best[1]:
+                        raise
+                    stopped = True  # anytime: the best candidate so far is the result
+                    break
                 finally:
                     if hasattr(policy, "close"):
                         policy.close()
@@ -96,6 +103,8 @@ def run(req: TrainRequest, ctx: TrainContext) -> dict:
                 total=hp.iterations,
                 score=best[2]["success_rate"],
             )
+        if stopped:
+            break
         elite = cands[np.argsort(scores)[::-1][:n_elite]]
         mean, std = elite.mean(0), np.maximum(elite.std(0), 1e-3 * (hi - lo))
         history.append({"iteration": it + 1, "best_score": best[0], "mean": mean.tolist()})
@@ -109,6 +118,7 @@ def run(req: TrainRequest, ctx: TrainContext) -> dict:
             "best_mean_steps": best[2]["mean_steps"],
             "evaluation_seeds": [seeds[0], seeds[-1]],
             "history": history,
+            "budget_exhausted": stopped,
         },
         "load": {"factory_kwargs": {"params": best[1]}},
     }

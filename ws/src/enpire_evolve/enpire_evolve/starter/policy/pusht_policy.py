@@ -2,132 +2,93 @@
 
 enpire imports this module in a sandbox and calls ``make_policy()`` (or
 ``make_policy(params={...})`` when a recipe tunes it), then ``reset(seed)`` and
-``act(obs)`` at 10 Hz. See ``enpire_policy.interface`` for observations and actions.
+``act(obs)`` at 10 Hz. Observations: ``tip`` ([u, v] workspace px), ``tip_height`` (m above
+the table), ``block_pose`` ([x, y, theta] of the T, or None when it is not seen),
+``goal_pose``, ``step``, ``dt``. Actions: ``{"tip": [u, v], "lift": bool}`` (``lift`` keeps the
+tip above the block while it moves).
 
-``STRATEGY`` picks one of the strategies below and ``PARAMS`` holds its numbers; both, and the
-strategies themselves, are yours to change. Keep ``tests/`` passing.
+How it works: each step ``plan_push`` says where to push the block and which way,
+``approach`` brings the tip there, and once the tip is down at the contact it pushes
+``push_length`` px along the planned direction. All of it, and ``PARAMS``, is yours to change;
+keep ``tests/`` passing. This file imports only the standard library and numpy.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-STRATEGY = "centre_push"
-PARAMS = {"standoff": 45.0, "step": 12.0}
-
-# what each strategy starts from when it is first chosen
-DEFAULTS = {
-    "centre_push": {"standoff": 45.0, "step": 12.0},
-    "turn_then_push": {"standoff": 45.0, "step": 10.0, "lever": 50.0, "turn_tol": 0.3},
-    "contact_planning": {"angle_weight": 15.0, "max_push": 6.0},
-}
+PARAMS = {"standoff": 45.0, "step": 12.0, "approach_gap": 5.0, "engage_tol": 4.0}
 
 WORKSPACE = (25.0, 487.0)  # px: where the tool tip may go
+LOST_CONTACT = 25.0  # px: a pushing tip this far from its contact has lost the block
 
 
-class CentrePush:
-    """Push straight at the block's centre, toward the goal position (ignores orientation)."""
+def plan_push(obs: dict, memory: dict, p: dict) -> dict | None:
+    """The next push, or None when there is nothing to push. Keys: ``touch`` (where the tip's
+    centre is when it touches the block, world px), ``normal`` (unit, from the block out toward
+    the tip), ``direction`` (unit push direction), ``length`` (px of push still wanted) and
+    ``key`` (which contact: a change of key means the tip must go round to a new place).
 
-    def __init__(self, standoff: float = 45.0, step: float = 12.0):
-        self.standoff, self.step = standoff, step
-        self.pushing = False
-
-    def reset(self, seed: int) -> None:
-        self.pushing = False
-
-    def _push_toward(self, obs: dict, point: np.ndarray, target: np.ndarray) -> dict:
-        tip = np.asarray(obs["tip"], dtype=float)
-        d = target - point
-        dist = float(np.linalg.norm(d))
-        if dist < 2.0:
-            self.pushing = False
-            return {"tip": tip.tolist(), "lift": True}
-        u = d / dist
-        behind = np.clip(point - u * self.standoff, *WORKSPACE)
-        if self.pushing and np.linalg.norm(tip - point) > self.standoff + 25:
-            self.pushing = False  # lost the block: go round again
-        if not self.pushing:
-            if np.linalg.norm(tip - behind) > 5.0:
-                return {"tip": behind.tolist(), "lift": True}
-            self.pushing = obs.get("tip_height", 0.0) < 0.02
-            return {"tip": behind.tolist(), "lift": False}
-        return {"tip": (tip + u * min(self.step, dist)).tolist(), "lift": False}
-
-    def act(self, obs: dict) -> dict:
-        pose = obs.get("block_pose")
-        if pose is None:
-            return {"tip": list(obs["tip"]), "lift": True}
-        block = np.asarray(pose[:2], dtype=float)
-        return self._push_toward(obs, block, np.asarray(obs["goal_pose"][:2], dtype=float))
+    Naive: push through the block's position toward the goal position; orientation ignored."""
+    block = np.asarray(obs["block_pose"][:2], dtype=float)
+    goal = np.asarray(obs["goal_pose"][:2], dtype=float)
+    d = goal - block
+    dist = float(np.linalg.norm(d))
+    if dist < 2.0:
+        return None
+    u = d / dist
+    touch = np.clip(block - u * p["standoff"], *WORKSPACE)
+    return {"touch": touch, "normal": -u, "direction": u, "length": dist, "key": "centre"}
 
 
-class TurnThenPush(CentrePush):
-    """First turn the T by pushing one end of its bar sideways, then push its centre home."""
-
-    def __init__(self, standoff=45.0, step=10.0, lever=50.0, turn_tol=0.3):
-        super().__init__(standoff, step)
-        self.lever, self.turn_tol = lever, turn_tol
-
-    def act(self, obs: dict) -> dict:
-        pose = obs.get("block_pose")
-        if pose is None:
-            return {"tip": list(obs["tip"]), "lift": True}
-        x, y, th = (float(v) for v in pose)
-        err = (float(obs["goal_pose"][2]) - th + math.pi) % (2 * math.pi) - math.pi
-        if abs(err) < self.turn_tol:
-            return super().act(obs)
-        end = np.array([x + self.lever * math.cos(th), y + self.lever * math.sin(th)])
-        side = np.array([-math.sin(th), math.cos(th)]) * math.copysign(1.0, err)
-        return self._push_toward(obs, end, end + side * 40.0)
+def approach(obs: dict, target: np.ndarray, memory: dict, p: dict) -> dict:
+    """Move the tip to ``target`` (just outside the contact). Naive: lifted all the way, then
+    lowered there."""
+    return {"tip": target.tolist(), "lift": True}
 
 
-class ContactPlanning:
-    """Contact planning on the T's outline with a quasi-static push model (enpire's planner);
-    PARAMS are fields of ``enpire_policy.heuristic.HeuristicParams``."""
-
-    def __init__(self, **params):
-        from enpire_policy.heuristic import HeuristicParams, HeuristicPushT
-
-        self.inner = HeuristicPushT(HeuristicParams.from_dict(params))
-
-    def reset(self, seed: int) -> None:
-        self.inner.reset(seed)
-
-    def act(self, obs: dict) -> dict:
-        return self.inner.act(obs)
-
-
-STRATEGIES = {
-    "centre_push": CentrePush,
-    "turn_then_push": TurnThenPush,
-    "contact_planning": ContactPlanning,
-}
+def push_length(plan: dict, p: dict) -> float:
+    """How far to push this step. Naive: always the same step."""
+    return float(p["step"])
 
 
 class AgentPolicy:
     name = "agent_policy"
 
-    def __init__(self, strategy: str, params: dict):
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; known: {sorted(STRATEGIES)}")
-        self.strategy, self.params = strategy, dict(params)
-        self.impl = STRATEGIES[strategy](**self.params)
+    def __init__(self, params: dict):
+        self.params = dict(params)
+        self.reset(0)
 
     def reset(self, seed: int) -> None:
-        self.impl.reset(seed)
+        self.memory = {"key": None, "engaged": False}
 
     def act(self, obs: dict) -> dict:
-        return self.impl.act(obs)
+        p, mem = self.params, self.memory
+        tip = np.asarray(obs["tip"], dtype=float)
+        if obs.get("block_pose") is None:
+            mem["engaged"] = False
+            return {"tip": tip.tolist(), "lift": True}
+        plan = plan_push(obs, mem, p)
+        if plan is None:
+            mem["engaged"] = False
+            return {"tip": tip.tolist(), "lift": True}
+        touch = np.asarray(plan["touch"], dtype=float)
+        if plan["key"] != mem["key"] or np.linalg.norm(tip - touch) > LOST_CONTACT:
+            mem["engaged"] = False  # a new contact, or the block got away: go round again
+        mem["key"] = plan["key"]
+        if mem["engaged"]:
+            step = push_length(plan, p)
+            return {"tip": (touch + np.asarray(plan["direction"]) * step).tolist(), "lift": False}
+        start = touch + np.asarray(plan["normal"]) * p["approach_gap"]
+        start = np.clip(start, *WORKSPACE)
+        if np.linalg.norm(tip - start) <= p["engage_tol"]:
+            mem["engaged"] = obs.get("tip_height", 0.0) < 0.02
+            return {"tip": start.tolist(), "lift": False}
+        return approach(obs, start, mem, p)
 
     def metadata(self) -> dict:
-        return {"name": self.name, "strategy": self.strategy, "params": self.params,
-                "needs_image": False}  # fmt: skip
+        return {"name": self.name, "params": self.params, "needs_image": False}
 
 
-def make_policy(params: dict | None = None, strategy: str | None = None) -> AgentPolicy:
-    strategy = strategy or STRATEGY
-    merged = dict(PARAMS if strategy == STRATEGY else DEFAULTS.get(strategy, {}))
-    merged.update(params or {})
-    return AgentPolicy(strategy, merged)
+def make_policy(params: dict | None = None) -> AgentPolicy:
+    return AgentPolicy({**PARAMS, **(params or {})})
