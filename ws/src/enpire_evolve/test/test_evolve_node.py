@@ -98,10 +98,15 @@ def test_evolve_node_runs_agents_on_the_fleet_resumes_after_a_kill_and_reports(
     after = ledger.agent_steps("night")
     assert after[: len(before)] == before  # nothing finished was lost
     assert [r["outcome"] for r in after].count("baseline") == 2  # not redone on restart
+    # each agent does its 2 experiments, unless the fleet confirms a candidate first (its
+    # idle robots confirm the best one on fresh seeds): then the run ends at its goal
+    goal = ((status or {}).get("outcome") or {}).get("reason") == "goal"
+    if goal:
+        assert [r for r in after if r["outcome"] == "confirmed"], after
     for agent in ("agent_0", "agent_1"):
         exps = [r for r in after if r["agent_id"] == agent
                 and r["outcome"] in ("kept", "discarded", "tests_failed")]  # fmt: skip
-        assert len(exps) == 2, after
+        assert len(exps) <= 2 if goal else len(exps) == 2, after
     # every screening episode is in the ledger with its recording
     ids = [i for r in after for i in json.loads(r["details"] or "{}").get("episode_ids", [])]
     assert ids
