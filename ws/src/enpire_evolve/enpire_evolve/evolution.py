@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from enpire_evolve.agents.base import Agent, AgentContext, AgentPausedError, Proposal
-from enpire_evolve.lab import Lab, RolloutSummary
+from enpire_evolve.lab import Lab, QueueLab, RolloutSummary
 from enpire_evolve.repo import POLICY_MODULE, AgentTree, GitError, SharedRepo
 from enpire_evolve.selfcheck import run_selfcheck
+from enpire_rollout.experiments import allowed_failures
 
 NOTES_DIR = Path(__file__).resolve().parent / "notes"
 EXPERIMENT_OUTCOMES = ("kept", "discarded", "tests_failed")
@@ -207,10 +208,8 @@ class Evolution:
     def _goal_from_fleet(self) -> None:
         """The fleet confirms candidates on its own (idle robots): one that passed ends the run
         as if its agent had asked."""
-        if not hasattr(self.lab, "confirmed_commits") or self.stopped:
+        if not isinstance(self.lab, QueueLab) or self.stopped:
             return
-        from enpire_policy.episode import wilson_interval
-
         c = self.cfg
         for row in self.lab.confirmed_commits():
             n, k = int(row["n"] or 0), int(row["k"] or 0)
@@ -225,8 +224,7 @@ class Evolution:
             agent = step[0]["agent_id"] if step else row["agent_id"]
             if agent not in self.status:
                 continue
-            res = RolloutSummary(num_episodes=n, successes=k, success_rate=k / n)
-            res.ci_low, res.ci_high = wilson_interval(k, n)
+            res = RolloutSummary().count(n, k)
             sha = step[0]["commit_sha"] if step else row["commit_sha"]
             rate = self.status[agent].best_rate
             if self._confirmed(agent, sha, res, time.time(), rate):
@@ -302,10 +300,8 @@ class Evolution:
     def _confirmation(self, runner: _AgentRunner, sha: str) -> RolloutSummary:
         """Fresh episodes in chunks; stops early once more episodes failed than the goal
         allows over the whole confirmation."""
-        from enpire_policy.episode import wilson_interval
-
         c = self.cfg
-        allowed = math.floor((1 - c.goal_success) * c.confirm_episodes + 1e-9)
+        allowed = allowed_failures(c.goal_success, c.confirm_episodes)
         total = RolloutSummary()
         while total.num_episodes < c.confirm_episodes and not self.stopped:
             n = min(c.confirm_chunk, c.confirm_episodes - total.num_episodes)
@@ -329,18 +325,14 @@ class Evolution:
             if r.error_code:
                 total.error_code, total.error_msg = r.error_code, r.error_msg
                 break
-        total.success_rate = total.successes / max(total.num_episodes, 1)
-        total.ci_low, total.ci_high = wilson_interval(total.successes, total.num_episodes)
-        return total
+        return total.count(total.num_episodes, total.successes)
 
     def _queued_confirmation(self, runner: _AgentRunner, sha: str, evaluated: str):
         """The fleet's confirmation of ``evaluated`` (fresh seeds the queue draws, in chunks the
         feeder queues until it passes or cannot); one chunk is queued here if the feeder has not
         queued any."""
-        from enpire_policy.episode import wilson_interval
-
         c, lab = self.cfg, self.lab
-        allowed = math.floor((1 - c.goal_success) * c.confirm_episodes + 1e-9)
+        allowed = allowed_failures(c.goal_success, c.confirm_episodes)
         ref = {"name": f"{runner.agent_id}@{evaluated[:8]}", "agent_id": runner.agent_id,
                "repo_path": str(runner.tree.path), "commit": evaluated,
                "module": POLICY_MODULE}  # fmt: skip
@@ -360,13 +352,11 @@ class Evolution:
                 lab.confirm(ref, min(c.confirm_chunk, c.confirm_episodes - n), runner.agent_id)
                 idle_since = time.monotonic()
             self._stop.wait(0.5)
-        total.success_rate = total.successes / max(total.num_episodes, 1)
-        total.ci_low, total.ci_high = wilson_interval(total.successes, total.num_episodes)
-        return total
+        return total.count(total.num_episodes, total.successes)
 
     def confirm(self, runner: _AgentRunner, sha: str, evaluated: str = "") -> bool:
         """The separate evaluation on fresh seeds; True ends the run with this commit."""
-        if hasattr(self.lab, "confirmation_pending"):  # the fleet confirms: no fleet-wide lock
+        if isinstance(self.lab, QueueLab):  # the fleet confirms: no fleet-wide lock
             runner.st.state = "confirming"
             t0 = time.time()
             res = self._queued_confirmation(runner, sha, evaluated or sha)

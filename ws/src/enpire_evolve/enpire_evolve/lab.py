@@ -55,6 +55,15 @@ class RolloutSummary:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def count(self, episodes: int, successes: int) -> RolloutSummary:
+        """Set the counts, the success rate and its 95% Wilson interval."""
+        from enpire_policy.episode import wilson_interval
+
+        self.num_episodes, self.successes = episodes, successes
+        self.success_rate = successes / max(episodes, 1)
+        self.ci_low, self.ci_high = wilson_interval(successes, episodes)
+        return self
+
     def score(self, max_steps: int = 300) -> float:
         """Success rate, ties broken by speed (mean steps, failures counting the limit)."""
         if not self.episodes:
@@ -146,7 +155,7 @@ class LocalLab(Lab):
     def _rollout(self, policy, episodes, seed, agent_id, progress, stop_when) -> RolloutSummary:
         from enpire_env.pusht_geometry import reward_from_coverage
         from enpire_env.sim_cell import PushTCell
-        from enpire_policy.episode import run_episode, wilson_interval
+        from enpire_policy.episode import run_episode
         from enpire_policy.sandbox import PolicyError, SandboxedPolicy
         from enpire_rollout.rollout_core import RolloutError, policy_source
 
@@ -187,10 +196,7 @@ class LocalLab(Lab):
                 break
         if sandbox is not None:
             sandbox.close()
-        out.num_episodes = len(out.episodes)
-        out.successes = sum(e.success for e in out.episodes)
-        out.success_rate = out.successes / max(out.num_episodes, 1)
-        out.ci_low, out.ci_high = wilson_interval(out.successes, out.num_episodes)
+        out.count(len(out.episodes), sum(e.success for e in out.episodes))
         out.wall_seconds = time.monotonic() - t0
         if all(e.outcome == "policy_error" for e in out.episodes) and out.episodes:
             out.error_code, out.error_msg = 208, out.episodes[0].error
@@ -224,16 +230,19 @@ class QueueLab(Lab):
         self.queue = ExperimentQueue(ledger, max_in_flight=2)
         self._stop = threading.Event()
         # screenings a previous host of this run left behind (it died): nobody waits for them
-        for r in ledger.query(
-            "SELECT id, agent_id FROM experiments WHERE run_id = ? AND kind = 'screen' AND"
-            " status IN ('queued', 'running')",
-            (run_id,),
+        self._cancel_unfinished(kinds=("screen",))
+
+    def _cancel_unfinished(self, kinds: tuple[str, ...] = ("screen", "fresh", "confirm")):
+        marks = ",".join("?" * len(kinds))
+        for r in self.ledger.query(
+            "SELECT id, agent_id FROM experiments WHERE run_id = ? AND status IN"
+            f" ('queued', 'running') AND kind IN ({marks})",
+            (self.run_id, *kinds),
         ):
             self.queue.cancel(r["id"], r["agent_id"])
 
     def rollout(self, policy, episodes, seed, agent_id, progress=None,
                 stop_when=None) -> RolloutSummary:  # fmt: skip
-        from enpire_policy.episode import wilson_interval
         from enpire_policy.policy_ref import PolicyRef
         from enpire_rollout.experiments import QueueError
 
@@ -258,10 +267,7 @@ class QueueLab(Lab):
                 canceled = True
         result = exp.result or {}
         out.episodes = self._episodes(result.get("episode_ids") or [])
-        out.num_episodes = len(out.episodes)
-        out.successes = sum(e.success for e in out.episodes)
-        out.success_rate = out.successes / max(out.num_episodes, 1)
-        out.ci_low, out.ci_high = wilson_interval(out.successes, out.num_episodes)
+        out.count(len(out.episodes), sum(e.success for e in out.episodes))
         out.robot_seconds = float(result.get("robot_seconds") or 0.0)
         out.wall_seconds = time.monotonic() - t0
         if canceled or exp.status == "canceled":
@@ -295,12 +301,7 @@ class QueueLab(Lab):
         return self.queue.confirmation(commit)
 
     def confirmation_pending(self, commit: str) -> bool:
-        rows = self.ledger.query(
-            "SELECT COUNT(*) AS n FROM experiments WHERE kind = 'confirm' AND commit_sha = ?"
-            " AND status IN ('queued', 'running')",
-            (commit,),
-        )
-        return bool(rows[0]["n"])
+        return self.queue.confirmation_pending(commit)
 
     def confirm(self, policy: dict, episodes: int, agent_id: str) -> None:
         """Queue a chunk of fresh episodes of ``policy`` (the feeder queues the next ones)."""
@@ -329,10 +330,5 @@ class QueueLab(Lab):
 
     def cancel_all(self) -> None:
         self._stop.set()
-        for r in self.ledger.query(
-            "SELECT id, agent_id FROM experiments WHERE run_id = ? AND status IN"
-            " ('queued', 'running')",
-            (self.run_id,),
-        ):
-            self.queue.cancel(r["id"], r["agent_id"])
+        self._cancel_unfinished()
         self.trainer.cancel_all()

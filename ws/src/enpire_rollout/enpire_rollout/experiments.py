@@ -39,6 +39,12 @@ ACTIVE = ("queued", "running")
 FRESH_SEEDS = (1 << 20, 1 << 31)  # fresh seeds are drawn from here (screening seeds are small)
 
 
+def allowed_failures(goal_success: float, total: int) -> int:
+    """How many of ``total`` fresh episodes a commit may fail and still be confirmed at
+    ``goal_success``."""
+    return math.floor((1 - goal_success) * total + 1e-9)
+
+
 class QueueError(ValueError):
     """A refused submission; the message says why."""
 
@@ -269,6 +275,15 @@ class ExperimentQueue:
 
         return sorted(board.values(), key=rank, reverse=True)[:limit]
 
+    def confirmation_pending(self, commit: str) -> bool:
+        """Whether a confirmation chunk of ``commit`` is queued or running."""
+        rows = self.ledger.query(
+            "SELECT COUNT(*) AS n FROM experiments WHERE kind = 'confirm' AND commit_sha = ?"
+            " AND status IN ('queued', 'running')",
+            (commit,),
+        )
+        return bool(rows[0]["n"])
+
     def confirmation(self, commit: str, artifact: str = "") -> tuple[int, int]:
         """(episodes, successes) of the finished confirmations of a commit."""
         rows = self.ledger.query(
@@ -452,8 +467,7 @@ class ExperimentFeeder:
         commit has failed more fresh episodes than the rule allows (no more are worth running)."""
         if exp.kind != "confirm" or self.confirm is None:
             return lambda done, ok: False
-        c = self.confirm
-        allowed = math.floor((1 - c.goal_success) * c.total + 1e-9)
+        allowed = allowed_failures(self.confirm.goal_success, self.confirm.total)
         n0, k0 = self.queue.confirmation(exp.commit, exp.policy.artifact)
         return lambda done, ok: (n0 - k0) + (done - ok) > allowed
 
@@ -472,12 +486,8 @@ class ExperimentFeeder:
     def _queue_confirmation(self, exp: Experiment, episodes: int, priority=None) -> bool:
         c = self.confirm
         done, ok = self.queue.confirmation(exp.commit, exp.policy.artifact)
-        pending = self.queue.ledger.query(
-            "SELECT COUNT(*) AS n FROM experiments WHERE kind = 'confirm' AND commit_sha = ?"
-            " AND status IN ('queued', 'running')",
-            (exp.commit,),
-        )[0]["n"]
-        allowed = math.floor((1 - c.goal_success) * c.total + 1e-9)
+        pending = self.queue.confirmation_pending(exp.commit)
+        allowed = allowed_failures(c.goal_success, c.total)
         if pending or done >= c.total or done - ok > allowed:
             return False  # confirmed (or failed its confirmation) already, or under way
         self.queue.submit(
