@@ -188,8 +188,15 @@ def test_a_failing_endpoint_pauses_its_agent_and_the_other_goes_on(tmp_path, fai
     other = [
         r for r in rows if r["agent_id"] == "agent_1" and r["outcome"] in ("kept", "discarded")
     ]
-    assert len(other) == 2  # the offline agent did its experiments meanwhile
+    # the offline agent did its experiments meanwhile: both, unless one of them was already
+    # confirmed at the goal (which ends the run; whether a screening of 4 episodes passes
+    # depends on the episodes, so either ending is right)
+    at_goal = evo.outcome["reason"] == "goal"
+    assert other and (len(other) == 2 or at_goal), evo.outcome
+    if at_goal:
+        assert evo.outcome["agent_id"] == "agent_1"
     calls = evo.ledger.query("SELECT * FROM llm_calls WHERE agent_id = 'agent_0'")
     assert calls and not any(c["ok"] for c in calls)
     assert len(calls) >= 3  # a whole round of retries before the first pause
-    assert len(paused) >= 2  # it kept trying after its pauses
+    if not at_goal:
+        assert len(paused) >= 2  # it kept trying after its pauses
