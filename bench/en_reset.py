@@ -28,7 +28,7 @@ from enpire_env.reset_core import ResetPlan
 from enpire_env.reset_routine import DirectCellPort, PickPlaceReset
 from enpire_env.sim_cell import PushTCell
 from enpire_env.tasks import PUSHT
-from enpire_env.verify import evaluate
+from enpire_env.verify import evaluate, renderer_bound
 
 
 def bench_resets(n: int, mode: str) -> None:
@@ -78,25 +78,6 @@ def _recorded_states(n: int) -> list:
     return states[:n]
 
 
-def _image_bound(states, rng, samples: int = 50_000) -> float:
-    """The agreement no camera verifier can beat on these states: gym-pusht's renderer rounds
-    the T's vertices to whole pixels, so every pose whose vertices round alike gives the same
-    image. For each state, sample poses around it that round alike and take the share of the
-    majority label (the Bayes-optimal decision from the image) - averaged over the states."""
-    from enpire_env.verify import _vertex_keys
-
-    win = np.array([1.0, 1.0, 0.01])  # a whole pixel either way: wider than any such set
-    total = 0.0
-    for p in states:
-        p = np.asarray(p, dtype=float)
-        q = p + rng.uniform(-1, 1, (samples, 3)) * win
-        same = q[(_vertex_keys(q) == _vertex_keys(p[None])).all(axis=(1, 2, 3))]
-        labels = [is_success(coverage(x)) for x in same[:: max(1, len(same) // 80)]]
-        f = float(np.mean(labels)) if labels else float(is_success(coverage(p)))
-        total += max(f, 1 - f)
-    return total / len(states)
-
-
 def bench_verifier(n: int, bound_states: int = 300) -> None:
     cell = PushTCell()
     rng = np.random.default_rng(0)
@@ -129,7 +110,7 @@ def bench_verifier(n: int, bound_states: int = 300) -> None:
         print(f"  {name}: {n_success} successes in truth")
         print(f"    success/failure agreement {agree}/{n} = {agree / n:.2%}   (target >= 99.5%)")
         m = min(n, bound_states)
-        bound = _image_bound(shown[:m], np.random.default_rng(1))
+        bound = renderer_bound(shown[:m], np.random.default_rng(1))
         print(f"    best any verifier can do from these images (Bayes bound, first {m} "
               f"states): {bound:.2%}")  # fmt: skip
         p50, p99 = np.median(pos_err), np.percentile(pos_err, 99)

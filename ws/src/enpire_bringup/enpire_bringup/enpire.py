@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from enpire_bringup.fleet import (
     FleetConfig,
@@ -15,6 +16,8 @@ from enpire_bringup.fleet import (
     default_params_file,
     plan_nodes,
 )
+
+DEFAULT_CALIBRATION_DIR = "~/.enpire/calibration"
 
 
 def _fleet_args(p: argparse.ArgumentParser) -> None:
@@ -39,6 +42,19 @@ def _fleet_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serial-ports", default="", help="per robot, comma-separated (--hardware)")
     p.add_argument("--camera-devices", default="", help="per robot, comma-separated (--hardware)")
     p.add_argument("--rviz", action="store_true", help="markers per robot and rviz2")
+    p.add_argument(
+        "--camera",
+        default="",
+        choices=["", "topdown", "synthetic"],
+        help="sim cells' camera: the renderer from above, or a tilted real-looking "
+        "camera EN reads through a calibration (made with --sim when missing)",
+    )
+    p.add_argument(
+        "--calibration-dir",
+        default=None,
+        help=f"camera calibrations <robot>.yaml (default with --camera synthetic: "
+        f"{DEFAULT_CALIBRATION_DIR})",
+    )
     p.add_argument(
         "--max-respawns",
         type=int,
@@ -72,6 +88,9 @@ def _config(args) -> FleetConfig:
         hardware_driver=args.hardware_driver,
         max_respawns=args.max_respawns,
         min_isolation=args.min_isolation,
+        camera=args.camera,
+        calibration_dir=args.calibration_dir
+        or (DEFAULT_CALIBRATION_DIR if args.camera == "synthetic" else None),
     )
 
 
@@ -86,7 +105,10 @@ def _install_stop_handlers(stop: threading.Event) -> None:
 def cmd_launch(args) -> int:
     from enpire_bringup.launcher import Launcher
 
-    specs = plan_nodes(_config(args))
+    cfg = _config(args)
+    specs = plan_nodes(cfg)
+    if cfg.sim and cfg.camera == "synthetic" and not args.dry_run:
+        ensure_sim_calibrations(cfg.robots, cfg.calibration_dir)
     if args.dry_run:
         for s in specs:
             print(f"{s.fqn}: {s.package}/{s.executable} {s.parameters}")
@@ -529,6 +551,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
+        "calibrate",
+        help="camera calibration of a cell: intrinsics (ChArUco), the table (the "
+        "mat's ArUco markers) and the colour model; validate it; print the board",
+    )
+    p.add_argument("what", choices=["camera", "validate", "board"])
+    p.add_argument("--robot", default="robot_0")
+    p.add_argument("--dir", default=DEFAULT_CALIBRATION_DIR, help="where <robot>.yaml is stored")
+    p.add_argument("--board", default="", help="camera: frames of the ChArUco board (a glob)")
+    p.add_argument("--empty", default="", help="camera: frames of the mat without the block")
+    p.add_argument("--block", default="", help="camera: the same view with the block on the mat")
+    p.add_argument("--image", default="", help="validate: a frame of the mat")
+    p.add_argument(
+        "--sim", action="store_true", help="take the frames from the sim cell's synthetic camera"
+    )
+    p.add_argument("--tilt", type=float, default=20.0, help="--sim: camera tilt [deg]")
+    p.add_argument("--seed", type=int, default=0, help="--sim: the camera's noise seed")
+    p.add_argument("--out", default=".", help="board: folder for the printable images")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser(
+        "doctor",
+        help="check a hardware cell (servos, voltage, temperature, calibration "
+        "ranges, camera, safety limits); exit 1 on a fault",
+    )
+    p.add_argument("--port", default="", help="the arm's serial port, e.g. /dev/ttyACM0")
+    p.add_argument("--arm-calibration", default="", help="LeRobot calibration JSON of the arm")
+    p.add_argument("--supply-volts", type=float, default=0.0, help="the servos' supply (0: any)")
+    p.add_argument("--camera", default="", help="V4L2 device (/dev/video0), index or video file")
+    p.add_argument("--frames", type=int, default=30, help="frames to measure the rate over")
+    p.add_argument("--min-fps", type=float, default=10.0)
+    p.add_argument(
+        "--timeout-margin-ms",
+        type=float,
+        default=0.0,
+        help="extra wait for a servo's status packet (slow USB adapters)",
+    )
+    p.add_argument("--robot", default="robot_0")
+    p.add_argument("--calibration-dir", default=DEFAULT_CALIBRATION_DIR)
+    p.add_argument("--params", default="", help="params file (default: enpire_bringup's)")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser(
         "isolation", help="which isolation levels for agent code this machine offers, and why not"
     )
     p.add_argument("--min", default="rlimits", help="exit 1 when the best level is below this")
@@ -551,6 +615,168 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_agents)
     return parser
+
+
+def ensure_sim_calibrations(robots: list[str], calibration_dir: str) -> None:
+    """Every simulated robot seen through the synthetic camera needs a calibration: make the
+    missing ones as `enpire calibrate camera --sim` would (the same camera for all)."""
+    from enpire_env.calibration import CameraCalibration, calibration_path
+
+    cal_dir = Path(calibration_dir).expanduser()
+    missing = [r for r in robots if not calibration_path(cal_dir, r).exists()]
+    if not missing:
+        return
+    from enpire_env.camera_sim import CameraConfig, SyntheticCamera
+    from enpire_env.perception import calibrate_from_frames, synthetic_calibration_frames
+    from enpire_env.sim_cell import PushTCell
+
+    print(
+        f"calibrating the synthetic camera for {', '.join(missing)} (as `enpire calibrate "
+        "camera --sim`) ...",
+        flush=True,
+    )
+    frames = synthetic_calibration_frames(SyntheticCamera(CameraConfig()), PushTCell())
+    calib = calibrate_from_frames(frames["board"], frames["empty"], frames["block"])
+    for r in missing:
+        CameraCalibration.from_dict({**calib.to_dict(), "robot_id": r}).save(
+            calibration_path(cal_dir, r)
+        )
+
+
+def _read_images(pattern: str) -> list:
+    import glob
+
+    import cv2
+
+    paths = sorted(glob.glob(str(Path(pattern).expanduser())))
+    if not paths:
+        raise ValueError(f"no image matches {pattern!r}")
+    out = []
+    for path in paths:
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"cannot read image {path}")
+        out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    return out
+
+
+def _synthetic_camera(args):
+    from enpire_env.camera_sim import CameraConfig, SyntheticCamera
+
+    return SyntheticCamera(CameraConfig(tilt_deg=args.tilt, seed=args.seed))
+
+
+def cmd_calibrate(args) -> int:
+    from enpire_env.calibration import CalibrationError, CameraCalibration, calibration_path
+
+    cal_dir = Path(args.dir).expanduser()
+    path = calibration_path(cal_dir, args.robot)
+    try:
+        if args.what == "board":
+            return _write_board(Path(args.out).expanduser())
+        if args.what == "camera":
+            from enpire_env.perception import calibrate_from_frames
+
+            if args.sim:
+                from enpire_env.perception import synthetic_calibration_frames
+                from enpire_env.sim_cell import PushTCell
+
+                frames = synthetic_calibration_frames(_synthetic_camera(args), PushTCell())
+            else:
+                if not (args.empty and args.block):
+                    raise ValueError("give --empty and --block frames (or --sim)")
+                frames = {
+                    "board": _read_images(args.board) if args.board else [],
+                    "empty": _read_images(args.empty),
+                    "block": _read_images(args.block),
+                }
+            print(
+                f"calibrating {args.robot}: {len(frames['board'])} board views, "
+                f"{len(frames['empty'])} frames without the block, {len(frames['block'])} "
+                "with it",
+                flush=True,
+            )
+            calib = calibrate_from_frames(
+                frames["board"], frames["empty"], frames["block"], args.robot
+            )
+            calib.save(path)
+            if calib.camera_matrix is not None:
+                print(f"  intrinsics: RMS {calib.intrinsics_rms_px:.3f} px over the board views")
+                print(f"  camera tilt from vertical: {calib.tilt_deg():.1f} deg")
+            else:
+                print("  no board views: table by homography only (no lens distortion model)")
+            print(f"  mat markers' reprojection error: {calib.reprojection_px:.3f} px")
+            print(f"  {calib.workspace_px_per_pixel():.2f} workspace px per camera pixel")
+            c = calib.colours
+            print(
+                f"  colours (table = 1): block {tuple(round(v, 3) for v in c.block)}, goal "
+                f"{tuple(round(v, 3) for v in c.goal)}, noise {c.noise:.3f}"
+            )
+            print(f"wrote {path}")
+            return 0
+        # validate
+        calib = CameraCalibration.load(path)
+        if args.sim:
+            from enpire_env.sim_cell import PushTCell
+
+            frame = _synthetic_camera(args).frame(PushTCell().render(512))
+        elif args.image:
+            frame = _read_images(args.image)[0]
+        else:
+            raise ValueError("give --image FILE (a frame of the mat) or --sim")
+        v = calib.validate(frame)
+        print(
+            f"{args.robot}: markers {v['markers']}: reprojection RMS {v['rms_px']:.3f} px, "
+            f"max {v['max_px']:.3f} px (~{v['rms_workspace_px']:.2f} workspace px)"
+        )
+        if v["rms_workspace_px"] > 2.0:
+            print("the camera or the mat moved since calibration: calibrate again")
+            return 1
+        return 0
+    except CalibrationError as e:
+        print(f"enpire calibrate {args.what}: {e}", file=sys.stderr)
+        return 1
+
+
+def _write_board(out: Path) -> int:
+    import cv2
+    import numpy as np
+
+    from enpire_env.camera_sim import charuco_board, mat_texture
+
+    out.mkdir(parents=True, exist_ok=True)
+    board = charuco_board().generateImage((1400, 1000), marginSize=40)
+    cv2.imwrite(str(out / "charuco_board.png"), board)
+    blank = np.full((512, 512, 3), 255, np.uint8)
+    cv2.imwrite(str(out / "mat_markers.png"), mat_texture(blank))
+    print(
+        f"wrote {out / 'charuco_board.png'} (7x5 squares of 40 mm, print at 100 %) and "
+        f"{out / 'mat_markers.png'} (the mat's corner markers around the workspace)"
+    )
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from enpire_env import doctor
+
+    findings = doctor.run(
+        port=args.port,
+        arm_calibration=args.arm_calibration,
+        camera=args.camera,
+        calibration_dir=str(Path(args.calibration_dir).expanduser()),
+        robot_id=args.robot,
+        params_file=args.params or str(default_params_file()),
+        supply_volts=args.supply_volts,
+        frames=args.frames,
+        min_fps=args.min_fps,
+        timeout_margin_ms=args.timeout_margin_ms,
+    )
+    for f in findings:
+        print(f.line())
+    faults = sum(f.level == doctor.FAULT for f in findings)
+    warns = sum(f.level == doctor.WARN for f in findings)
+    print(f"{faults} fault(s), {warns} warning(s)")
+    return 1 if faults else 0
 
 
 def cmd_mcp(args) -> int:

@@ -104,6 +104,8 @@ class FleetConfig:
     # "landlock" on hardware: no agent code on real arms without OS-level file isolation)
     min_isolation: str = ""
     max_respawns: int = 5  # restarts of a node that keeps dying before the launch ends
+    camera: str = ""  # sim cells' camera_model: topdown | synthetic ("" = the params file's)
+    calibration_dir: str | None = None  # EN's (and the sim cells') camera calibrations
 
     def __post_init__(self) -> None:
         self.robots = parse_robots(self.robots)
@@ -113,6 +115,8 @@ class FleetConfig:
             rank(self.min_isolation)  # a clear error for an unknown level
         if self.agents < 0:
             raise ValueError(f"agents must be >= 0, got {self.agents}")
+        if self.camera not in ("", "topdown", "synthetic"):
+            raise ValueError(f"camera must be topdown or synthetic, got {self.camera!r}")
         if self.max_respawns < 0:
             raise ValueError(f"max_respawns must be >= 0, got {self.max_respawns}")
         if self.agent_backend not in AGENT_BACKENDS:
@@ -172,13 +176,18 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
     if cfg.sim:
         for i, robot in enumerate(cfg.robots):
             extra = {} if cfg.time_scale is None else {"time_scale": float(cfg.time_scale)}
+            if cfg.camera:
+                extra["camera_model"] = cfg.camera
+            if cfg.calibration_dir:
+                extra["calibration_dir"] = str(cfg.calibration_dir)
             nodes.append(node("enpire_env", "sim_cell_node", "sim_cell", robot, seed=i, **extra))
     else:
         for i, robot in enumerate(cfg.robots):
             nodes += hardware_nodes(cfg, robot, i, params)
     for robot in cfg.robots:
         nodes.append(node("enpire_env", "safety_filter_node", "safety_filter", robot))
-    nodes.append(node("enpire_env", "env_node", "env_node", robots=list(cfg.robots)))
+    cal = {} if not cfg.calibration_dir else {"calibration_dir": str(cfg.calibration_dir)}
+    nodes.append(node("enpire_env", "env_node", "env_node", robots=list(cfg.robots), **cal))
     data = {} if not cfg.data_dir else {"data_dir": str(cfg.data_dir)}
     arts = {} if not cfg.data_dir else {"artifacts_dir": str(Path(cfg.data_dir) / "artifacts")}
     iso = {}

@@ -26,6 +26,8 @@ def _nodes(context):
         params_file=LaunchConfiguration("params_file").perform(context),
         time_scale=float(LaunchConfiguration("time_scale").perform(context)) or None,
         data_dir=LaunchConfiguration("data_dir").perform(context) or None,
+        camera=LaunchConfiguration("camera").perform(context),
+        calibration_dir=LaunchConfiguration("calibration_dir").perform(context) or None,
         hardware_plugin=LaunchConfiguration("hardware_plugin").perform(context),
         serial_ports=LaunchConfiguration("serial_ports").perform(context),
         camera_devices=LaunchConfiguration("camera_devices").perform(context),
@@ -87,6 +89,16 @@ def generate_launch_description():
                 "data_dir",
                 default_value="",
                 description="Datasets, MCAP logs, ledger and artifacts ('': from params_file).",
+            ),
+            DeclareLaunchArgument(
+                "camera",
+                default_value="",
+                description="Simulated cells' camera: topdown or synthetic ('': params_file).",
+            ),
+            DeclareLaunchArgument(
+                "calibration_dir",
+                default_value="",
+                description="Camera calibrations <robot>.yaml for EN ('': params_file).",
             ),
             DeclareLaunchArgument(
                 "use_sim_time", default_value="false", description="Use /clock as time source."

@@ -13,11 +13,13 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
+from enpire_env.calibration import CalibrationError
 from enpire_env.goal_liveness import FeedbackKeepalive
 from enpire_env.kinematics import So101Kinematics
 from enpire_env.moveit_backend import make_line_planner
 from enpire_env.moveit_config import MoveItConfigError
 from enpire_env.node_utils import StreamNode, declare, run_node
+from enpire_env.perception import load_perception
 from enpire_env.reset_core import (
     ResetError,
     ResetErrorCode,
@@ -76,6 +78,11 @@ class EnvNode(Node):
         moveit_dir = declare(
             self, "moveit_config_dir", "", "MoveIt backend: config folder (empty: bringup's)."
         )
+        calibration_dir = declare(
+            self, "calibration_dir", "",
+            "Folder of camera calibrations (<robot>.yaml, written by `enpire calibrate camera`);"
+            " a robot without one is seen through the renderer's top-down palette (sim cells).",
+        )  # fmt: skip
         self._locks = RobotLocks()
         group = ReentrantCallbackGroup()
         kin = So101Kinematics(urdf or None)
@@ -90,10 +97,16 @@ class EnvNode(Node):
             raise SystemExit(f"env_node: {e}") from None
         self._routine = PickPlaceReset(kin, cell_cfg, pp_cfg, planner)
         self._streams = StreamNode(self)
-        self._ports = {
-            r: RosCellPort(self, r, group, goal_tolerance, cell_timeout, self._streams.node)
-            for r in self.get_parameter("robots").value
-        }
+        self._ports = {}
+        for r in self.get_parameter("robots").value:
+            try:
+                perception = load_perception(calibration_dir, r)
+            except CalibrationError as e:
+                self.get_logger().fatal(f"{r}: {e}")
+                raise SystemExit(f"env_node: {r}: {e}") from None
+            self.get_logger().info(f"{r}: camera read as {perception.name}")
+            self._ports[r] = RosCellPort(self, r, group, goal_tolerance, cell_timeout,
+                                         self._streams.node, perception)  # fmt: skip
         self._server = ActionServer(
             self,
             Reset,

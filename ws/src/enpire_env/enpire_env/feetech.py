@@ -36,6 +36,11 @@ ADDR_ACCELERATION = (41, 1)
 ADDR_GOAL = (42, 2)
 ADDR_PRESENT = (56, 2)
 ADDR_SPEED = (58, 2)
+ADDR_MODEL = (3, 2)
+ADDR_VOLTAGE = (62, 1)  # 0.1 V
+ADDR_TEMPERATURE = (63, 1)  # deg C
+ADDR_STATUS = (65, 1)  # error bits: voltage, sensor, temperature, current, angle, overload
+MODEL_STS3215 = 777
 
 
 class BusError(RuntimeError):
@@ -165,6 +170,20 @@ class So101Arm(Robot):
 
     # --- Robot ---------------------------------------------------------------------------
     def connect(self) -> None:
+        self.open()
+        for name, c in self.cal.items():
+            self._transact(name, "a ping", lambda c=c: self.packet.ping(self.port, c.id))
+            # the servo's own limits narrow the calibrated range
+            lo, hi = self._read(name, ADDR_MIN_LIMIT), self._read(name, ADDR_MAX_LIMIT)
+            if 0 <= lo < hi < TICKS_PER_TURN:
+                c.range_min, c.range_max = max(c.range_min, lo), min(c.range_max, hi)
+        for name in self.cal:
+            self._write(name, ADDR_ACCELERATION, self.acceleration)
+            self._write(name, ADDR_TORQUE, 1)
+        self.connected = True
+
+    def open(self) -> None:
+        """Open the port only: no torque, nothing written (``enpire doctor`` reads from here)."""
         import scservo_sdk as scs
 
         margin = self.timeout_margin_ms
@@ -182,16 +201,14 @@ class So101Arm(Robot):
             raise BusError(f"cannot open {self.port_name}: {e}") from None
         if not opened:
             raise BusError(f"cannot open {self.port_name} at {self.baudrate} baud")
-        for name, c in self.cal.items():
-            self._transact(name, "a ping", lambda c=c: self.packet.ping(self.port, c.id))
-            # the servo's own limits narrow the calibrated range
-            lo, hi = self._read(name, ADDR_MIN_LIMIT), self._read(name, ADDR_MAX_LIMIT)
-            if 0 <= lo < hi < TICKS_PER_TURN:
-                c.range_min, c.range_max = max(c.range_min, lo), min(c.range_max, hi)
-        for name in self.cal:
-            self._write(name, ADDR_ACCELERATION, self.acceleration)
-            self._write(name, ADDR_TORQUE, 1)
-        self.connected = True
+
+    def ping(self, name: str) -> None:
+        c = self.cal[name]
+        self._transact(name, "a ping", lambda: self.packet.ping(self.port, c.id))
+
+    def read_register(self, name: str, addr: tuple[int, int]) -> int:
+        """One control-table register of a joint's servo (``ADDR_*``)."""
+        return self._read(name, addr)
 
     def observe(self) -> np.ndarray:
         return np.array([self.cal[n].to_rad(self._read(n, ADDR_PRESENT)) for n in JOINT_NAMES])

@@ -21,10 +21,18 @@ import select
 import threading
 import tty
 
-from enpire_env.feetech import ADDR_GOAL, ADDR_MAX_LIMIT, ADDR_MIN_LIMIT, ADDR_PRESENT, ADDR_TORQUE
+from enpire_env.feetech import (
+    ADDR_GOAL,
+    ADDR_MAX_LIMIT,
+    ADDR_MIN_LIMIT,
+    ADDR_PRESENT,
+    ADDR_TEMPERATURE,
+    ADDR_TORQUE,
+    ADDR_VOLTAGE,
+    MODEL_STS3215,
+)
 
 PING, READ, WRITE, SYNC_WRITE = 1, 2, 3, 0x83
-MODEL_STS3215 = 777
 
 
 class FakeServoBus:
@@ -43,6 +51,8 @@ class FakeServoBus:
             self._put(m, ADDR_MAX_LIMIT, hi)
             self._put(m, ADDR_PRESENT, 2048)
             self._put(m, ADDR_GOAL, 2048)
+            self._put(m, ADDR_VOLTAGE, 121)  # 12.1 V
+            self._put(m, ADDR_TEMPERATURE, 31)
             self._mem[sid] = m
         self._silent: set[int] = set()
         self.packets: list[tuple[int, int]] = []  # (id, instruction) received
@@ -69,8 +79,12 @@ class FakeServoBus:
             return self._get(self._mem[sid], addr)
 
     def set_present(self, sid: int, ticks: int) -> None:
+        self.set_register(sid, ADDR_PRESENT, ticks)
+
+    def set_register(self, sid: int, addr: tuple[int, int], value: int) -> None:
+        """What a servo reports, e.g. its voltage or temperature (``feetech.ADDR_*``)."""
         with self._lock:
-            self._put(self._mem[sid], ADDR_PRESENT, ticks)
+            self._put(self._mem[sid], addr, value)
 
     def silence(self, sid: int, silent: bool = True) -> None:
         with self._lock:

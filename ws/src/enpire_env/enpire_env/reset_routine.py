@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from enpire_env.kinematics import GRIPPER_INDEX, So101Kinematics, UnreachableError
+from enpire_env.perception import TopDownPerception
 from enpire_env.pusht_geometry import coverage, inside_walls, is_success, tee_world_point
 from enpire_env.reset_core import ResetErrorCode, ResetOutcome, ResetPlan
 from enpire_env.sim_cell import CellConfig, PushTCell, park_pose
-from enpire_env.verify import estimate_block_pose
 
 FeedbackFn = Callable[[str, float, int], None]
 CancelFn = Callable[[], bool]
@@ -24,6 +24,9 @@ CancelFn = Callable[[], bool]
 
 class CellPort(abc.ABC):
     """What a reset routine needs from a robot cell, real or simulated."""
+
+    # how this cell's camera frames are read (a calibrated camera: perception.CameraPerception)
+    perception = TopDownPerception()
 
     @abc.abstractmethod
     def joint_positions(self) -> np.ndarray: ...
@@ -37,7 +40,7 @@ class CellPort(abc.ABC):
 
     @abc.abstractmethod
     def camera_image(self) -> np.ndarray:
-        """A top-down RGB image taken after the last motion finished."""
+        """A camera frame taken after the last motion finished (read by ``perception``)."""
 
     @abc.abstractmethod
     def cell_time(self) -> float: ...
@@ -53,9 +56,14 @@ class CellPort(abc.ABC):
 class DirectCellPort(CellPort):
     """A CellPort on an in-process PushTCell, stepped synchronously (tests, benchmarks)."""
 
-    def __init__(self, cell: PushTCell, camera_size: int = 256):
+    def __init__(self, cell: PushTCell, camera_size: int = 256, camera=None, perception=None):
+        """``camera``: a :class:`enpire_env.camera_sim.SyntheticCamera` to see the cell
+        through (with ``perception`` its calibration), else the renderer's top-down view."""
         self.cell = cell
         self.camera_size = camera_size
+        self.camera = camera
+        if perception is not None:
+            self.perception = perception
 
     def joint_positions(self) -> np.ndarray:
         return self.cell.q.copy()
@@ -72,6 +80,8 @@ class DirectCellPort(CellPort):
         return False
 
     def camera_image(self) -> np.ndarray:
+        if self.camera is not None:
+            return self.camera.frame(self.cell.render(512))
         return self.cell.render(self.camera_size)
 
     def cell_time(self) -> float:
@@ -216,7 +226,7 @@ class PickPlaceReset:
 
     # --- steps --------------------------------------------------------------------------
     def _locate(self, port: CellPort) -> np.ndarray:
-        est = estimate_block_pose(port.camera_image())
+        est = port.perception.estimate(port.camera_image())
         if est is None:
             raise AttemptFailedError(ResetErrorCode.VERIFICATION_FAILED, "block not in view")
         return est.pose

@@ -38,8 +38,11 @@ class RosCellPort(CellPort):
         goal_tolerance: float = 0.02,
         cell_timeout: float = 5.0,
         streams: Node | None = None,
+        perception=None,
     ):
         self.node = node
+        if perception is not None:
+            self.perception = perception
         self.streams = streams or node  # where the joint state and camera subscriptions live
         self.robot_id = robot_id
         self.group = group

@@ -26,8 +26,10 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 
+from enpire_env.camera_sim import CameraConfig, SyntheticCamera
 from enpire_env.kinematics import JOINT_NAMES, So101Kinematics
 from enpire_env.node_utils import declare, run_node
+from enpire_env.perception import TopDownPerception, load_perception
 from enpire_env.ros_conversions import image_to_msg, stamp_from_seconds, trajectory_points
 from enpire_env.sim_cell import CellConfig, CommandError, PushTCell
 from enpire_env.tasks import PUSHT
@@ -43,6 +45,22 @@ class SimCellNode(Node):
         camera_hz = declare(self, "camera_hz", 10.0, "Camera rate on the cell clock [Hz].")
         self.camera_size = declare(self, "camera_size", 256, "Camera image side [px].")
         seed = declare(self, "seed", 0, "Seed of the initial block pose.")
+        camera_model = declare(
+            self, "camera_model", "topdown",
+            "camera/image_raw: 'topdown' (gym-pusht's renderer from straight above, "
+            "camera_size px square) or 'synthetic' (a tilted perspective camera with lens "
+            "distortion, uneven light, noise and blur over the mat with its ArUco corner "
+            "markers, as a real cell's camera; read it with a calibration).",
+        )  # fmt: skip
+        tilt = declare(self, "camera_tilt_deg", 20.0, "Synthetic camera: tilt from vertical.")
+        brightness = declare(
+            self, "camera_brightness", 1.0, "Synthetic camera: light / exposure factor."
+        )
+        noise = declare(self, "camera_noise_sigma", 2.0, "Synthetic camera: noise [grey levels].")
+        calibration_dir = declare(
+            self, "calibration_dir", "",
+            "perception 'camera' with the synthetic camera: folder of <robot>.yaml calibrations.",
+        )  # fmt: skip
         self.perception = declare(
             self, "perception", "model",
             "perception/block_pose source: 'model' (true pose plus the camera estimator's "
@@ -93,6 +111,17 @@ class SimCellNode(Node):
         )
         if self.time_scale <= 0 or camera_hz <= 0:
             raise ValueError("time_scale and camera_hz must be positive")
+        if camera_model not in ("topdown", "synthetic"):
+            raise ValueError(f"camera_model must be topdown or synthetic, not {camera_model!r}")
+        self._camera = None
+        self._perception = TopDownPerception()
+        if camera_model == "synthetic":
+            self._camera = SyntheticCamera(CameraConfig(
+                tilt_deg=tilt, brightness=brightness, noise_sigma=noise, seed=seed))  # fmt: skip
+            self._camera.table_maps()  # the optics once, before the first frame is due
+            if self.perception == "camera":
+                robot = self.get_namespace().strip("/") or "robot_0"
+                self._perception = load_perception(calibration_dir, robot)
         self.cell = PushTCell(So101Kinematics(urdf or None), cfg)
         self.cell.teleport(PUSHT.sample_start_state(seed))
         self._camera_every = max(1, round(control_hz / camera_hz))
@@ -123,7 +152,7 @@ class SimCellNode(Node):
         self._thread.start()
         self.get_logger().info(
             f"sim cell ready: time_scale={self.time_scale:g} control_hz={control_hz:g} "
-            f"camera {self.camera_size}px @ {camera_hz:g} Hz"
+            f"camera {camera_model} @ {camera_hz:g} Hz"
         )
 
     # --- inputs ---------------------------------------------------------------------------
@@ -240,7 +269,12 @@ class SimCellNode(Node):
                 self.image_pub.get_subscription_count()
                 or (perceive and self.perception == "camera")
             ):
-                img = self.cell.render(self.camera_size)
+                if self._camera is None:
+                    img = self.cell.render(self.camera_size)
+                else:
+                    img = self.cell.render(512)
+        if img is not None and self._camera is not None:
+            img = self._camera.frame(img)  # outside the lock: the optics take ~40 ms
         stamp = stamp_from_seconds(t)
         if self.clock_pub.get_subscription_count():
             self.clock_pub.publish(Clock(clock=stamp))
@@ -281,9 +315,7 @@ class SimCellNode(Node):
             )
             mismatch = 0.0
         elif self.perception == "camera" and img is not None:
-            from enpire_env.verify import estimate_block_pose
-
-            est = estimate_block_pose(img)
+            est = self._perception.estimate(img)
             pose, mismatch = (None, 1.0) if est is None else (est.pose, est.mismatch)
             if est is None:
                 self.pose_pub.publish(BlockPose(header=header, visible=False,

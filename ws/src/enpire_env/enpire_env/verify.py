@@ -208,13 +208,12 @@ def _soft_template(pose, xs: np.ndarray, ys: np.ndarray, k: float) -> np.ndarray
     return np.clip(0.5 - (sd - OUTLINE_PX) / k, 0.0, 1.0)
 
 
-def _refine_soft(
-    start: np.ndarray, img: np.ndarray, block: np.ndarray, pusher: np.ndarray, wall: np.ndarray
-):
+def _refine_soft(start: np.ndarray, seg: Segmentation):
     """Sub-pixel refinement: least squares between the image's soft block coverage and the
     T's analytic coverage, over (centroid x, centroid y, theta)."""
     from scipy.optimize import least_squares
 
+    block = seg.block
     n = block.shape[0]
     k = WORKSPACE_PX / n
     ys, xs = np.nonzero(cv2.dilate(block, np.ones((7, 7), np.uint8)))
@@ -224,9 +223,8 @@ def _refine_soft(
         slice(max(ys.min() - 1, 0), min(ys.max() + 2, n)),
         slice(max(xs.min() - 1, 0), min(xs.max() + 2, n)),
     )
-    obs = _soft_observed(img, roi)
-    care = cv2.dilate(pusher, np.ones((5, 5), np.uint8))[roi] == 0
-    care &= wall[roi] == 0
+    obs = seg.alpha(roi)
+    care = seg.soft_care[roi]
     gy, gx = np.mgrid[roi[0], roi[1]]
     px, py = (gx[care] + 0.5) * k, (gy[care] + 0.5) * k
     target = obs[care]
@@ -241,33 +239,56 @@ def _refine_soft(
     return best, float(np.abs(tpl - target).sum() / max(tpl.sum(), 1.0))
 
 
-def estimate_block_pose(img: np.ndarray, min_pixels: int = 50) -> PoseEstimate | None:
-    """The block pose seen in a square top-down RGB image, or None if no block is visible."""
-    return _estimate(img, min_pixels)[0]
+@dataclass
+class Segmentation:
+    """What the pose fit needs from an image: the block's pixels, where the fit may look, and
+    each pixel's soft block coverage."""
+
+    block: np.ndarray  # uint8 0/1
+    care: np.ndarray  # uint8 0/1: not occluded (coarse fit)
+    soft_care: np.ndarray  # bool: usable for the sub-pixel fit
+    alpha: object  # roi -> fraction of each pixel the block covers
+    pusher: np.ndarray | None = None  # the renderer's palette only (exact decision)
+    wall: np.ndarray | None = None
 
 
-def _estimate(img: np.ndarray, min_pixels: int = 50):
-    """(the pose estimate or None, the pusher mask, the wall mask) of an image."""
+def palette_segmentation(img: np.ndarray) -> Segmentation:
+    """Segmentation by the renderer's exact colours (gym-pusht's own frames)."""
+    block, pusher, wall = segment(img)
+    soft_care = (cv2.dilate(pusher, np.ones((5, 5), np.uint8)) == 0) & (wall == 0)
+    return Segmentation(block, (1 - pusher).astype(np.uint8), soft_care,
+                        lambda roi: _soft_observed(img, roi), pusher, wall)  # fmt: skip
+
+
+def estimate_block_pose(img: np.ndarray, min_pixels: int = 50, model=None) -> PoseEstimate | None:
+    """The block pose seen in a square top-down RGB image, or None if no block is visible.
+    ``model`` (a learned :class:`enpire_env.perception.ColourModel`) segments frames of a
+    real or synthetic camera, rectified; without it the renderer's palette is used."""
+    return _estimate(img, min_pixels, model)[0]
+
+
+def _estimate(img: np.ndarray, min_pixels: int = 50, model=None):
+    """(the pose estimate or None, the segmentation) of an image."""
     if img.ndim != 3 or img.shape[0] != img.shape[1] or img.shape[2] != 3:
         raise ValueError(f"expected a square RGB image, got shape {img.shape}")
-    block, pusher, wall = segment(img)
-    visible = int(block.sum())
+    seg = palette_segmentation(img) if model is None else model.segment(img)
+    visible = int(seg.block.sum())
     if visible < min_pixels:
-        return None, pusher, wall
-    care = (1 - pusher).astype(np.uint8)
+        return None, seg
     best, best_err = min(
-        (_refine(g, block, care) for g in _initial_guesses(block, care)), key=lambda r: r[1]
+        (_refine(g, seg.block, seg.care) for g in _initial_guesses(seg.block, seg.care)),
+        key=lambda r: r[1],
     )
     if SOFT:
         cen = best.copy()
         cen[:2] = tee_world_point(best, LOCAL_CENTROID)
-        cen, mismatch = _refine_soft(cen, img, block, pusher, wall)
+        cen, mismatch = _refine_soft(cen, seg)
         best = _pose_from_centroid(*cen)
     else:
-        mismatch = best_err / max(_draw(best, block.shape[0]).sum(), 1)
+        mismatch = best_err / max(_draw(best, seg.block.shape[0]).sum(), 1)
     best = best - (*RENDER_OFFSET_PX, 0.0)
     best[2] = math.remainder(best[2], 2 * math.pi)
-    return PoseEstimate(best, mismatch, visible), pusher, wall
+    return PoseEstimate(best, mismatch, visible), seg
 
 
 # --- the decision near the threshold: the renderer's own model ----------------------------
@@ -356,17 +377,35 @@ def _exact_region(pose: np.ndarray, img: np.ndarray, pusher: np.ndarray, wall: n
     return None
 
 
-def evaluate(img: np.ndarray) -> Verdict:
-    """Reward and success of the scene in a camera image, by gym-pusht's coverage rule."""
-    est, pusher, wall = _estimate(img)
+def evaluate(img: np.ndarray, model=None) -> Verdict:
+    """Reward and success of the scene in a camera image, by gym-pusht's coverage rule
+    (``model``: as for :func:`estimate_block_pose`)."""
+    est, seg = _estimate(img, model=model)
     if est is None:
         return Verdict(None, 0.0, 0.0, False, 1.0)
     pose, cov = est.pose, coverage(est.pose)
-    if EXACT and abs(cov - SUCCESS_THRESHOLD) < EXACT_MARGIN:
-        region = _exact_region(pose, img, pusher, wall)
+    if model is None and EXACT and abs(cov - SUCCESS_THRESHOLD) < EXACT_MARGIN:
+        region = _exact_region(pose, img, seg.pusher, seg.wall)
         if region is not None and len(region):
             sample = region[:: max(1, len(region) // 64)]
             covs = [coverage(q) for q in sample]
             i = int(np.argsort(covs)[len(covs) // 2])
             pose, cov = sample[i], covs[i]
     return Verdict(pose, cov, reward_from_coverage(cov), is_success(cov), est.mismatch)
+
+
+def renderer_bound(states, rng, samples: int = 50_000) -> float:
+    """The agreement no camera verifier can beat on these states: gym-pusht's renderer rounds
+    the T's vertices to whole pixels, so every pose whose vertices round alike gives the same
+    image. For each state, sample poses around it that round alike and take the share of the
+    majority label (the Bayes-optimal decision from the image) - averaged over the states."""
+    win = np.array([1.0, 1.0, 0.01])  # a whole pixel either way: wider than any such set
+    total = 0.0
+    for p in states:
+        p = np.asarray(p, dtype=float)
+        q = p + rng.uniform(-1, 1, (samples, 3)) * win
+        same = q[(_vertex_keys(q) == _vertex_keys(p[None])).all(axis=(1, 2, 3))]
+        labels = [is_success(coverage(x)) for x in same[:: max(1, len(same) // 80)]]
+        f = float(np.mean(labels)) if labels else float(is_success(coverage(p)))
+        total += max(f, 1 - f)
+    return total / len(states)

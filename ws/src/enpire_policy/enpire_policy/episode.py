@@ -135,7 +135,11 @@ class EpisodeOutcome:
         )
 
 
-def observation(cell: PushTCell, step: int, observe: str, image_size: int = 256) -> dict:
+def observation(
+    cell: PushTCell, step: int, observe: str, image_size: int = 256, camera=None, perception=None
+) -> dict:
+    """The policy's observation of a cell; ``camera`` (a synthetic camera) and ``perception``
+    (its calibration) replace the renderer's top-down frame for ``observe="camera"``."""
     tip, _yaw = cell.tip()
     u, v = cell.cfg.table_to_px(tip[0], tip[1])
     obs = {
@@ -149,10 +153,14 @@ def observation(cell: PushTCell, step: int, observe: str, image_size: int = 256)
     if observe == "state":
         obs["block_pose"] = cell.block_pose().tolist()
     elif observe == "camera":
-        from enpire_env.verify import estimate_block_pose
+        if camera is None:
+            from enpire_env.verify import estimate_block_pose
 
-        img = cell.render(image_size)
-        est = estimate_block_pose(img)
+            img = cell.render(image_size)
+            est = estimate_block_pose(img)
+        else:
+            img = camera.frame(cell.render(512))
+            est = perception.estimate(img)
         obs["block_pose"] = None if est is None else est.pose.tolist()
         obs["image"] = img
     else:
@@ -166,17 +174,24 @@ class SimRobotPort:
     observation); ``"camera"`` the camera verifier's estimate from a rendered frame. Success
     is judged on the simulator's true coverage either way."""
 
-    def __init__(self, cell: PushTCell, observe: str = "state", image_size: int = 256):
+    def __init__(
+        self, cell: PushTCell, observe: str = "state", image_size: int = 256, camera=None,
+        perception=None,
+    ):  # fmt: skip
         if observe not in ("state", "camera"):
             raise ValueError(f"observe must be 'state' or 'camera', got {observe!r}")
         self.cell, self.observe_mode, self.image_size = cell, observe, image_size
+        if (camera is None) != (perception is None):
+            raise ValueError("a synthetic camera needs its perception (calibration), and back")
+        self.camera, self.perception = camera, perception
         self.dt, self.kin, self.cell_cfg = cell.dt, cell.kin, cell.cfg
 
     def start(self) -> float:
         return self.cell.t
 
     def observe(self, step: int) -> dict:
-        return observation(self.cell, step, self.observe_mode, self.image_size)
+        return observation(self.cell, step, self.observe_mode, self.image_size, self.camera,
+                           self.perception)  # fmt: skip
 
     def coverage(self, obs: dict) -> float | None:
         return float(self.cell.coverage)
