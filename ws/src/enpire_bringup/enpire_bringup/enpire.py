@@ -750,8 +750,9 @@ def _write_board(out: Path) -> int:
     blank = np.full((512, 512, 3), 255, np.uint8)
     cv2.imwrite(str(out / "mat_markers.png"), mat_texture(blank))
     print(
-        f"wrote {out / 'charuco_board.png'} (7x5 squares of 40 mm, print at 100 %) and "
-        f"{out / 'mat_markers.png'} (the mat's corner markers around the workspace)"
+        f"wrote {out / 'charuco_board.png'} (7x5 squares: print so that a square measures "
+        f"40 mm) and {out / 'mat_markers.png'} (the mat: print so that its inner square, the "
+        "workspace, measures the params' workspace_size)"
     )
     return 0
 

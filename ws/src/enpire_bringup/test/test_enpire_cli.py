@@ -150,3 +150,21 @@ def test_rollout_command_runs_a_policy_on_the_fleet(ros_domain, tmp_path):
     finally:
         os.killpg(launch.pid, signal.SIGINT)
         launch.communicate(timeout=60)
+
+
+def test_calibrate_a_sim_camera_validate_it_and_print_the_board(tmp_path):
+    cal = str(tmp_path / "cal")
+    r = _enpire("calibrate", "camera", "--sim", "--robot", "robot_2", "--dir", cal)
+    assert r.returncode == 0, r.stderr
+    assert "intrinsics: RMS" in r.stdout and (tmp_path / "cal" / "robot_2.yaml").exists()
+    r = _enpire("calibrate", "validate", "--sim", "--robot", "robot_2", "--dir", cal)
+    assert r.returncode == 0 and "markers [0, 1, 2, 3]" in r.stdout, r.stdout + r.stderr
+    r = _enpire("calibrate", "validate", "--sim", "--tilt", "24", "--robot", "robot_2",
+                "--dir", cal)  # fmt: skip
+    assert r.returncode == 1 and "moved" in r.stdout
+    r = _enpire("calibrate", "camera", "--dir", cal, "--empty", str(tmp_path / "no_*.png"),
+                "--block", "x")  # fmt: skip
+    assert r.returncode == 2 and "no image matches" in r.stderr
+    r = _enpire("calibrate", "board", "--out", str(tmp_path / "print"))
+    assert r.returncode == 0
+    assert (tmp_path / "print" / "charuco_board.png").stat().st_size > 1000

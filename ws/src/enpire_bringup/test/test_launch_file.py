@@ -151,3 +151,17 @@ def _agree(launched, planned):
         assert params.pop("use_sim_time") is False
         assert params == spec.parameters
         assert kw["arguments"] == spec.arguments and kw["remappings"] == spec.remappings
+
+
+def test_launch_file_synthetic_camera(launch_module, tmp_path):
+    cal = str(tmp_path / "cal")
+    launched = _launched(launch_module, robots="2", camera="synthetic", calibration_dir=cal)
+    planned = plan_nodes(FleetConfig(robots=2, camera="synthetic", calibration_dir=cal))
+    _agree(launched, planned)
+    cells = [kw["parameters"][0] for _, kw in launched if kw["name"] == "sim_cell"]
+    assert [c["camera_model"] for c in cells] == ["synthetic"] * 2
+    assert all(c["calibration_dir"] == cal for c in cells)
+    (env,) = [kw["parameters"][0] for _, kw in launched if kw["name"] == "env_node"]
+    assert env["calibration_dir"] == cal
+    with pytest.raises(ValueError, match="topdown or synthetic"):
+        FleetConfig(camera="fisheye")
