@@ -555,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="camera calibration of a cell: intrinsics (ChArUco), the table (the "
         "mat's ArUco markers) and the colour model; validate it; print the board",
     )
-    p.add_argument("what", choices=["camera", "validate", "board"])
+    p.add_argument("what", choices=["capture", "camera", "validate", "board"])
     p.add_argument("--robot", default="robot_0")
     p.add_argument("--dir", default=DEFAULT_CALIBRATION_DIR, help="where <robot>.yaml is stored")
     p.add_argument("--board", default="", help="camera: frames of the ChArUco board (a glob)")
@@ -567,7 +567,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tilt", type=float, default=20.0, help="--sim: camera tilt [deg]")
     p.add_argument("--seed", type=int, default=0, help="--sim: the camera's noise seed")
-    p.add_argument("--out", default=".", help="board: folder for the printable images")
+    p.add_argument("--out", default=".", help="board, capture: folder to write the images to")
+    p.add_argument(
+        "--source",
+        default="",
+        help="capture: /dev/videoN, its index, a video file or ros:<image topic>",
+    )
+    p.add_argument("--name", default="frame", help="capture: file name prefix (board, empty, ...)")
+    p.add_argument("--count", type=int, default=1, help="capture: frames to take")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="capture: seconds between frames (0: press Enter for each)",
+    )
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser(
@@ -674,6 +687,8 @@ def cmd_calibrate(args) -> int:
     try:
         if args.what == "board":
             return _write_board(Path(args.out).expanduser())
+        if args.what == "capture":
+            return _capture(args)
         if args.what == "camera":
             from enpire_env.perception import calibrate_from_frames
 
@@ -736,6 +751,31 @@ def cmd_calibrate(args) -> int:
     except CalibrationError as e:
         print(f"enpire calibrate {args.what}: {e}", file=sys.stderr)
         return 1
+
+
+def _capture(args) -> int:
+    import cv2
+
+    from enpire_env.capture import CaptureError, capture
+
+    if not args.source:
+        raise ValueError("give --source: /dev/videoN, its index, a video file or ros:<topic>")
+    out = Path(args.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+
+    def prompt(i: int) -> None:
+        input(f"[{i + 1}/{args.count}] {args.name}: press Enter to take the frame ")
+
+    try:
+        for i, frame in enumerate(capture(args.source, args.count, args.interval, prompt)):
+            path = out / f"{args.name}_{i:02d}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            print(f"[{i + 1}/{args.count}] wrote {path} ({frame.shape[1]}x{frame.shape[0]})",
+                  flush=True)  # fmt: skip
+    except CaptureError as e:
+        print(f"enpire calibrate capture: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _write_board(out: Path) -> int:

@@ -168,3 +168,39 @@ def test_calibrate_a_sim_camera_validate_it_and_print_the_board(tmp_path):
     r = _enpire("calibrate", "board", "--out", str(tmp_path / "print"))
     assert r.returncode == 0
     assert (tmp_path / "print" / "charuco_board.png").stat().st_size > 1000
+
+
+def test_capture_frames_from_a_camera_and_calibrate_from_them(tmp_path):
+    """A real cell's path without a board: frames taken from a camera (here a video file of the
+    synthetic camera), then the table by homography and the colours from them."""
+    import cv2
+
+    from enpire_env.camera_sim import CameraConfig, SyntheticCamera
+    from enpire_env.sim_cell import PushTCell
+
+    cam, cell = SyntheticCamera(CameraConfig()), PushTCell()
+
+    def video(name, block_pose):
+        cell.teleport(block_pose)
+        w = cv2.VideoWriter(str(tmp_path / name), cv2.VideoWriter_fourcc(*"MJPG"), 30,
+                            (640, 480))  # fmt: skip
+        for _ in range(4):
+            w.write(cv2.cvtColor(cam.frame(cell.render(512)), cv2.COLOR_RGB2BGR))
+        w.release()
+
+    video("empty.avi", [-1000.0, -1000.0, 0.0])
+    video("block.avi", [300.0, 150.0, 1.2])
+    shots = tmp_path / "shots"
+    for name in ("empty", "block"):
+        src = str(tmp_path / f"{name}.avi")
+        r = _enpire("calibrate", "capture", "--source", src, "--out", str(shots),
+                    "--name", name, "--count", "3", "--interval", "0.01")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert f"[3/3] wrote {shots / f'{name}_02.png'} (640x480)" in r.stdout
+    r = _enpire("calibrate", "camera", "--dir", str(tmp_path / "cal"), "--empty",
+                str(shots / "empty_*.png"), "--block", str(shots / "block_*.png"))  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "table by homography only" in r.stdout
+    r = _enpire("calibrate", "capture", "--source", str(tmp_path / "none.avi"), "--out",
+                str(shots))  # fmt: skip
+    assert r.returncode == 1 and "cannot open camera" in r.stderr

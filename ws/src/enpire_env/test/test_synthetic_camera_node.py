@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from action_msgs.msg import GoalStatus
 
-from enpire_env.calibration import calibration_path
+from enpire_env.calibration import CameraCalibration, calibration_path
 from enpire_env.camera_sim import CameraConfig, SyntheticCamera
+from enpire_env.capture import capture
 from enpire_env.perception import calibrate_from_frames, synthetic_calibration_frames
 from enpire_env.sim_cell import PushTCell
 from enpire_env.testing import NodeProcess, TopicProbe, call_action
@@ -54,6 +55,11 @@ def test_reset_and_perception_through_the_synthetic_camera(ros_domain, ros_conte
         assert seen.source == "camera"
         truth = probe.latest("/robot_0/sim/ground_truth")
         assert np.hypot(seen.x - truth.block_pose[0], seen.y - truth.block_pose[1]) < 3.0
+        # a real cell's calibration frames come from its camera topic the same way
+        frames = list(capture("ros:/robot_0/camera/image_raw", count=2, interval=0.1))
+        assert [f.shape for f in frames] == [(480, 640, 3)] * 2
+        calib = CameraCalibration.load(calibration_path(calibration_dir, "robot_0"))
+        assert calib.validate(frames[-1])["rms_px"] < 1.5
     finally:
         probe.close()
         for p in (env, cell):
