@@ -122,6 +122,12 @@ class SimCellNode(Node):
             if self.perception == "camera":
                 robot = self.get_namespace().strip("/") or "robot_0"
                 self._perception = load_perception(calibration_dir, robot)
+                if isinstance(self._perception, TopDownPerception):
+                    raise ValueError(
+                        f"perception 'camera' through the synthetic camera needs {robot}'s "
+                        f"calibration in calibration_dir ({calibration_dir!r}): run "
+                        f"`enpire calibrate camera --sim --robot {robot} --dir <dir>`"
+                    )
         self.cell = PushTCell(So101Kinematics(urdf or None), cfg)
         self.cell.teleport(PUSHT.sample_start_state(seed))
         self._camera_every = max(1, round(control_hz / camera_hz))
@@ -328,8 +334,9 @@ class SimCellNode(Node):
             )  # fmt: skip
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
+        if hasattr(self, "_thread"):  # not when __init__ failed before the loop started
+            self._stop.set()
+            self._thread.join(2.0)
         super().destroy_node()
 
 
