@@ -103,11 +103,6 @@ class ColourModel:
         self.block, self.goal, self.table = (
             tuple(float(v) for v in c) for c in (self.block, self.goal, self.table)
         )
-        if np.linalg.norm(np.subtract(self.block, self.table)) < 4 * self.noise:
-            raise CalibrationError(
-                "the block's colour is too close to the table's to tell apart "
-                f"(block {self.block}, noise {self.noise:.3f})"
-            )
 
     @property
     def outlier(self) -> float:
