@@ -633,27 +633,17 @@ def build_parser() -> argparse.ArgumentParser:
 def ensure_sim_calibrations(robots: list[str], calibration_dir: str) -> None:
     """Every simulated robot seen through the synthetic camera needs a calibration: make the
     missing ones as `enpire calibrate camera --sim` would (the same camera for all)."""
-    from enpire_env.calibration import CameraCalibration, calibration_path
+    from enpire_env.calibration import calibration_path
 
     cal_dir = Path(calibration_dir).expanduser()
     missing = [r for r in robots if not calibration_path(cal_dir, r).exists()]
     if not missing:
         return
-    from enpire_env.camera_sim import CameraConfig, SyntheticCamera
-    from enpire_env.perception import calibrate_from_frames, synthetic_calibration_frames
-    from enpire_env.sim_cell import PushTCell
+    from enpire_env.perception import calibrate_synthetic
 
-    print(
-        f"calibrating the synthetic camera for {', '.join(missing)} (as `enpire calibrate "
-        "camera --sim`) ...",
-        flush=True,
-    )
-    frames = synthetic_calibration_frames(SyntheticCamera(CameraConfig()), PushTCell())
-    calib = calibrate_from_frames(frames["board"], frames["empty"], frames["block"])
-    for r in missing:
-        CameraCalibration.from_dict({**calib.to_dict(), "robot_id": r}).save(
-            calibration_path(cal_dir, r)
-        )
+    print(f"calibrating the synthetic camera for {', '.join(missing)} (as `enpire calibrate "
+          "camera --sim`) ...", flush=True)  # fmt: skip
+    calibrate_synthetic(cal_dir, missing)
 
 
 def _read_images(pattern: str) -> list:

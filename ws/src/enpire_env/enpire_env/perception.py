@@ -302,3 +302,19 @@ def synthetic_calibration_frames(camera, cell, n_board: int = 12, n_mat: int = 4
     block = [camera.frame(cell.render(512)) for _ in range(n_mat)]
     cell.teleport(keep)
     return {"board": boards, "empty": empty, "block": block}
+
+
+def calibrate_synthetic(calibration_dir, robot_ids=("robot_0",), camera=None) -> list[Path]:
+    """Calibrate the sim cells' synthetic camera (``camera``, default: the cells' default
+    camera) as a person would, and store it for each robot: what `enpire calibrate camera
+    --sim` and `enpire launch --camera synthetic` do. Returns the files written."""
+    from enpire_env.camera_sim import CameraConfig, SyntheticCamera
+    from enpire_env.sim_cell import PushTCell
+
+    frames = synthetic_calibration_frames(camera or SyntheticCamera(CameraConfig()), PushTCell())
+    calib = calibrate_from_frames(frames["board"], frames["empty"], frames["block"])
+    out = []
+    for r in robot_ids:
+        one = CameraCalibration.from_dict({**calib.to_dict(), "robot_id": r})
+        out.append(one.save(calibration_path(calibration_dir, r)))
+    return out

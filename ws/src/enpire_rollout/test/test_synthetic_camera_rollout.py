@@ -7,10 +7,7 @@ from __future__ import annotations
 import pytest
 from action_msgs.msg import GoalStatus
 
-from enpire_env.calibration import calibration_path
-from enpire_env.camera_sim import CameraConfig, SyntheticCamera
-from enpire_env.perception import calibrate_from_frames, synthetic_calibration_frames
-from enpire_env.sim_cell import PushTCell
+from enpire_env.perception import calibrate_synthetic
 from enpire_env.testing import NodeProcess, call_action, rollout_node, running
 from enpire_msgs.action import Rollout
 from enpire_msgs.msg import PolicyRef
@@ -20,9 +17,7 @@ from enpire_rollout.ledger import Ledger
 @pytest.fixture(scope="module")
 def calibration_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("calibration")
-    frames = synthetic_calibration_frames(SyntheticCamera(CameraConfig()), PushTCell())
-    calib = calibrate_from_frames(frames["board"], frames["empty"], frames["block"], "robot_0")
-    calib.save(calibration_path(out, "robot_0"))
+    calibrate_synthetic(out, ["robot_0"])  # the cells' default camera
     return out
 
 
