@@ -724,7 +724,7 @@ def cmd_calibrate(args) -> int:
         if args.sim:
             from enpire_env.sim_cell import PushTCell
 
-            frame = _synthetic_camera(args).frame(PushTCell().render(512))
+            frame = _synthetic_camera(args).view(PushTCell())
         elif args.image:
             frame = _read_images(args.image)[0]
         else:

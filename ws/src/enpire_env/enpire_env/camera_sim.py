@@ -200,6 +200,10 @@ class SyntheticCamera:
                             borderMode=cv2.BORDER_CONSTANT, borderValue=(90, 90, 90))  # fmt: skip
         return self._expose(optical)
 
+    def view(self, cell) -> np.ndarray:
+        """The camera's frame of a simulated cell (anything with gym-pusht's ``render``)."""
+        return self.frame(cell.render(int(WORKSPACE_PX)))
+
     def board_frame(self, rvec, tvec, background: int = 110) -> np.ndarray:
         """A frame of the ChArUco board at pose (rvec, tvec) [m] in the camera frame."""
         board = charuco_board()

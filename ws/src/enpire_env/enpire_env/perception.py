@@ -112,18 +112,8 @@ class ColourModel:
     def unmix(self, norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(block fraction, residual) of each pixel, mixing the block with the table or the
         goal behind it, whichever explains it better."""
-        blk = np.array(self.block, np.float32)
-        best_a = best_r = None
-        for bg in (np.array(self.table, np.float32), np.array(self.goal, np.float32)):
-            kb = blk - bg
-            a = np.clip(((norm - bg) @ kb) / float(kb @ kb), 0.0, 1.5)
-            r = np.linalg.norm(norm - (bg + a[..., None] * kb), axis=-1)
-            if best_a is None:
-                best_a, best_r = a, r
-            else:
-                better = r < best_r
-                best_a, best_r = np.where(better, a, best_a), np.where(better, r, best_r)
-        return np.minimum(best_a, 1.0), best_r
+        backgrounds = (np.array(self.table, np.float32), np.array(self.goal, np.float32))
+        return verify.unmix(norm, np.array(self.block, np.float32), backgrounds, 1.5)
 
     def segment(self, img: np.ndarray) -> verify.Segmentation:
         """The verifier's segmentation of a rectified frame."""
@@ -297,9 +287,9 @@ def synthetic_calibration_frames(camera, cell, n_board: int = 12, n_mat: int = 4
     keep = cell.block_pose().copy()
     boards = [camera.board_frame(r, t) for r, t in board_poses(n_board, seed=camera.cfg.seed)]
     cell.teleport(np.array([-1000.0, -1000.0, 0.0]))  # off the mat
-    empty = [camera.frame(cell.render(512)) for _ in range(n_mat)]
+    empty = [camera.view(cell) for _ in range(n_mat)]
     cell.teleport(np.array([150.0, 380.0, 0.7]))
-    block = [camera.frame(cell.render(512)) for _ in range(n_mat)]
+    block = [camera.view(cell) for _ in range(n_mat)]
     cell.teleport(keep)
     return {"board": boards, "empty": empty, "block": block}
 

@@ -81,7 +81,7 @@ class DirectCellPort(CellPort):
 
     def camera_image(self) -> np.ndarray:
         if self.camera is not None:
-            return self.camera.frame(self.cell.render(512))
+            return self.camera.view(self.cell)
         return self.cell.render(self.camera_size)
 
     def cell_time(self) -> float:

@@ -174,22 +174,27 @@ _BACKGROUNDS = np.array([PALETTE["table"], PALETTE["goal"]], dtype=float)
 _RECTS = [(p.min(axis=0), p.max(axis=0)) for p in _polys]  # body-frame boxes of the T
 
 
-def _soft_observed(img: np.ndarray, roi) -> np.ndarray:
-    """Fraction of each ROI pixel the block covers, unmixing its colour between the block's
-    fill and the table or goal colour behind it (whichever explains the pixel better)."""
-    c = img[roi].astype(float)
-    best_a, best_r = None, None
-    for b in _BACKGROUNDS:
-        kb = _FILL - b
-        a = np.clip(((c - b) @ kb) / (kb @ kb), 0.0, 1.0)
-        r = np.linalg.norm(c - (b + a[..., None] * kb), axis=-1)
+def unmix(c: np.ndarray, block: np.ndarray, backgrounds, max_alpha: float = 1.0):
+    """(block fraction, residual) of each colour in ``c``: mixed between the ``block`` colour
+    and whichever of ``backgrounds`` explains it better. The fraction is found up to
+    ``max_alpha`` (beyond 1: darker than the fill, e.g. the T's outline) and returned <= 1."""
+    best_a = best_r = None
+    for bg in backgrounds:
+        kb = block - bg
+        a = np.clip(((c - bg) @ kb) / float(kb @ kb), 0.0, max_alpha)
+        r = np.linalg.norm(c - (bg + a[..., None] * kb), axis=-1)
         if best_a is None:
             best_a, best_r = a, r
         else:
             better = r < best_r
-            best_a = np.where(better, a, best_a)
-            best_r = np.where(better, r, best_r)
-    return best_a
+            best_a, best_r = np.where(better, a, best_a), np.where(better, r, best_r)
+    return np.minimum(best_a, 1.0), best_r
+
+
+def _soft_observed(img: np.ndarray, roi) -> np.ndarray:
+    """Fraction of each ROI pixel the block covers, unmixing its colour between the block's
+    fill and the table or goal colour behind it (whichever explains the pixel better)."""
+    return unmix(img[roi].astype(float), _FILL, _BACKGROUNDS)[0]
 
 
 def _soft_template(pose, xs: np.ndarray, ys: np.ndarray, k: float) -> np.ndarray:

@@ -159,7 +159,7 @@ def observation(
             img = cell.render(image_size)
             est = estimate_block_pose(img)
         else:
-            img = camera.frame(cell.render(512))
+            img = camera.view(cell)
             est = perception.estimate(img)
         obs["block_pose"] = None if est is None else est.pose.tolist()
         obs["image"] = img
