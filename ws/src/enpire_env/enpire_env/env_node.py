@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from action_msgs.msg import GoalStatus
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -153,7 +154,8 @@ class EnvNode(Node):
             return self._abort(goal_handle, result, e.code, e.msg, t0)
         result.seed = plan.seed
         result.requested_state = [float(v) for v in plan.start_state]
-        if not self._locks.acquire(plan.robot_id):
+        run, owner = self._locks.claim(req)
+        if run is None:
             return self._abort(
                 goal_handle,
                 result,
@@ -161,6 +163,16 @@ class EnvNode(Node):
                 f"robot '{plan.robot_id}' is already resetting",
                 t0,
             )
+        if not owner:
+            return self._join(goal_handle, run, result, t0)
+        done = None
+        try:
+            done = self._reset(goal_handle, plan, result, t0)
+            return done
+        finally:
+            self._locks.release(plan.robot_id, (done, goal_handle.status))
+
+    def _reset(self, goal_handle, plan, result: Reset.Result, t0: float) -> Reset.Result:
         port = self._ports[plan.robot_id]
         feedback = Reset.Feedback()
 
@@ -187,7 +199,6 @@ class EnvNode(Node):
             outcome = ResetOutcome(False, ResetErrorCode.INVALID_GOAL, str(e))
         finally:
             keepalive.stop()
-            self._locks.release(plan.robot_id)
         if (
             outcome.error_code == ResetErrorCode.CANCELED
             and late()
@@ -214,6 +225,33 @@ class EnvNode(Node):
         result.success = True
         result.wall_seconds = time.monotonic() - t0
         goal_handle.succeed()
+        return result
+
+    def _join(self, goal_handle, run, result: Reset.Result, t0: float) -> Reset.Result:
+        """The same goal again while it runs (a client resent it, its first answer lost):
+        wait for the running reset and answer with its result."""
+        self.get_logger().info("the same reset goal again while it runs: joining that reset")
+        feedback = Reset.Feedback()
+        feedback.phase = "joined"
+        with FeedbackKeepalive(goal_handle, feedback):
+            while not run.wait(0.25):
+                if goal_handle.is_cancel_requested:
+                    result.error_code = int(ResetErrorCode.CANCELED)
+                    result.error_msg = "canceled while waiting for the same reset to finish"
+                    goal_handle.canceled()
+                    return result
+        done, status = run.outcome
+        if done is None:  # the running reset raised
+            msg = "the same reset, which this goal joined, ended with an internal error"
+            return self._abort(goal_handle, result, ResetErrorCode.CELL_UNAVAILABLE, msg, t0)
+        for name in Reset.Result.get_fields_and_field_types():
+            setattr(result, name, getattr(done, name))
+        if status == GoalStatus.STATUS_SUCCEEDED:
+            goal_handle.succeed()
+        elif status == GoalStatus.STATUS_CANCELED and goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.abort()
         return result
 
     def destroy_node(self) -> None:

@@ -124,29 +124,48 @@ def send_goal(
 ):
     """Send ``goal`` and return its accepted (or rejected) handle. A request that gets no
     answer within ``accept_timeout`` s — a dead server still in discovery, or a restarted one
-    that had not matched this client yet — is sent again, up to ``attempts`` times; a late
-    answer to an abandoned request is canceled. ``feedback(msg)`` sees every feedback message.
-    ``spin(dt)`` drives the node when the caller owns it."""
+    that had not matched this client yet — is sent again, up to ``attempts`` times. Every copy
+    sent stays a candidate: the first to be answered wins (a slow server answers the copies in
+    the order it took them, so the copy it runs is the one used, and a later copy it refused
+    as a duplicate is not), and the others are canceled when their answers come.
+    ``feedback(msg)`` sees every feedback message. ``spin(dt)`` drives the node when the
+    caller owns it."""
 
     def on_feedback(msg) -> None:
         liveness.beat()
         if feedback is not None:
             feedback(msg)
 
-    def cancel_late(fut) -> None:
-        h = fut.result()
+    lock = threading.Lock()
+    answered = threading.Event()
+    winner: list = []
+
+    def on_answer(fut) -> None:
+        with lock:
+            first = not winner
+            if first:
+                winner.append(fut)
+        if first:
+            answered.set()
+            return
+        h = fut.result()  # a copy answered after another one won: take it back
         if h is not None and h.accepted:
             h.cancel_goal_async()
 
     for _ in range(attempts):
         fut = client.send_goal_async(goal, feedback_callback=on_feedback)
-        try:
-            handle = _wait(fut, accept_timeout, spin)
-        except TimeoutError:
-            fut.add_done_callback(cancel_late)
-            continue
-        liveness.beat()
-        return handle
+        fut.add_done_callback(on_answer)
+        deadline = time.monotonic() + accept_timeout
+        while not answered.is_set() and time.monotonic() < deadline:
+            if spin is not None:
+                spin(0.25)
+            else:
+                answered.wait(0.25)
+        if answered.is_set():
+            liveness.beat()
+            return winner[0].result()
+    with lock:  # late answers from here on are canceled
+        winner.append(None)
     raise ServerGoneError(
         f"{liveness.what} did not answer the goal request ({attempts} tries, "
         f"{accept_timeout:g} s each): is its node running?"

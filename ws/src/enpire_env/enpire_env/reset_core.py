@@ -125,24 +125,61 @@ def validate(
     )
 
 
+class ResetRun:
+    """One reset in progress on a robot: the request it serves and, once :meth:`finish` is
+    called, its outcome (whatever the owner stores there)."""
+
+    def __init__(self, key: tuple) -> None:
+        self.key = key
+        self.outcome = None
+        self._done = threading.Event()
+
+    def finish(self, outcome) -> None:
+        self.outcome = outcome
+        self._done.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(timeout)
+
+
 class RobotLocks:
-    """At most one reset per robot at a time."""
+    """At most one reset per robot at a time. A request identical to the one a robot is
+    running — the same goal sent again by a client that never got its first copy's answer (a
+    lost or slow service response) — joins that run instead of being refused as busy."""
 
     def __init__(self) -> None:
-        self._busy: set[str] = set()
+        self._runs: dict[str, ResetRun] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, robot_id: str) -> bool:
-        with self._lock:
-            if robot_id in self._busy:
-                return False
-            self._busy.add(robot_id)
-            return True
+    @staticmethod
+    def key(req: ResetRequest) -> tuple:
+        return (
+            req.robot_id,
+            req.task,
+            req.seed,
+            req.mode,
+            tuple(req.start_state),
+            req.max_attempts,
+        )
 
-    def release(self, robot_id: str) -> None:
+    def claim(self, req: ResetRequest) -> tuple[ResetRun | None, bool]:
+        """``(run, True)``: the caller owns a new run and must :meth:`release` it;
+        ``(run, False)``: the same request is running, wait for ``run``; ``(None, False)``:
+        the robot is busy with another request."""
+        key = self.key(req)
         with self._lock:
-            self._busy.discard(robot_id)
+            running = self._runs.get(req.robot_id)
+            if running is None:
+                run = self._runs[req.robot_id] = ResetRun(key)
+                return run, True
+            return (running, False) if running.key == key else (None, False)
+
+    def release(self, robot_id: str, outcome=None) -> None:
+        with self._lock:
+            run = self._runs.pop(robot_id, None)
+        if run is not None:
+            run.finish(outcome)
 
     def busy(self) -> set[str]:
         with self._lock:
-            return set(self._busy)
+            return set(self._runs)

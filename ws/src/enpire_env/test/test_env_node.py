@@ -127,6 +127,21 @@ def test_second_goal_on_a_busy_robot_is_refused(graph, ctx):
     assert codes == [Reset.Result.NONE, Reset.Result.NONE, Reset.Result.ROBOT_BUSY]
 
 
+def test_the_same_goal_sent_again_joins_the_running_reset(graph, ctx):
+    # a client whose first copy's answer was lost sends the goal again: the copy waits for the
+    # running reset and gets its result, instead of "already resetting"
+    calls = call_action(
+        ctx, Reset, "/reset", [_goal("robot_0", seed=6), _goal("robot_0", seed=6)], timeout=60
+    )
+    assert [c.status for c in calls] == [GoalStatus.STATUS_SUCCEEDED] * 2, [
+        c.result.error_msg for c in calls
+    ]
+    a, b = (c.result for c in calls)
+    assert a.seed == b.seed == 6
+    assert list(a.verified_state) == list(b.verified_state)
+    assert a.attempts == b.attempts >= 1
+
+
 def test_cancel_stops_the_arm(graph, ctx):
     _, probe = graph
     (call,) = call_action(ctx, Reset, "/reset", [_goal(seed=8)], cancel_after_feedback=2)

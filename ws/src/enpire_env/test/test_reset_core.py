@@ -54,14 +54,30 @@ def test_bad_goals_raise_code_and_message(kw, code, text):
     assert text in exc.value.msg
 
 
+def _req(robot="a", seed=1):
+    return ResetRequest(robot_id=robot, task="pusht", seed=seed)
+
+
 def test_robot_locks_allow_one_reset_per_robot():
     locks = RobotLocks()
-    assert locks.acquire("a")
-    assert not locks.acquire("a")
-    assert locks.acquire("b")
-    locks.release("a")
-    assert locks.acquire("a")
+    run, owner = locks.claim(_req("a"))
+    assert owner
+    assert locks.claim(_req("a", seed=2)) == (None, False)  # another request: busy
+    assert locks.claim(_req("b"))[1]
+    locks.release("a", "done")
+    assert run.wait(0) and run.outcome == "done"
+    assert locks.claim(_req("a", seed=2))[1]
     assert locks.busy() == {"a", "b"}
+
+
+def test_the_same_request_joins_the_running_reset():
+    locks = RobotLocks()
+    run, _ = locks.claim(_req("a", seed=3))
+    joined, owner = locks.claim(_req("a", seed=3))
+    assert joined is run and not owner
+    assert not joined.wait(0)
+    threading.Timer(0.05, locks.release, ("a", "result")).start()
+    assert joined.wait(2) and joined.outcome == "result"
 
 
 def test_robot_locks_under_contention():
@@ -70,7 +86,7 @@ def test_robot_locks_under_contention():
 
     def grab():
         barrier.wait()
-        if locks.acquire("r"):
+        if locks.claim(_req("r", seed=len(wins)))[1]:
             wins.append(1)
 
     threads = [threading.Thread(target=grab) for _ in range(8)]
