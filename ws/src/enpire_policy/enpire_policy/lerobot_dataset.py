@@ -69,6 +69,11 @@ class LeRobotDatasetWriter:
         if image_size:
             (self.root / "videos" / VIDEO_KEY / CHUNK).mkdir(parents=True, exist_ok=True)
         self._episodes = self._scan()
+        self._stats = {key: _Moments() for key in ("observation.state", "action")}
+        if self._episodes:  # reopened: the statistics of what is on disk, once
+            data = read_frames(self.root)
+            for key, m in self._stats.items():
+                m.add(data[key])
         self._write_info()
 
     def _scan(self) -> list[dict]:
@@ -221,6 +226,8 @@ class LeRobotDatasetWriter:
         _atomic(meta, lambda p: pq.write_table(pa.Table.from_pylist([row]), p))
         with self._lock:
             self._episodes.append(row)
+            self._stats["observation.state"].add(np.asarray(ep.states, np.float32))
+            self._stats["action"].add(np.asarray(ep.actions, np.float32))
             self._write_tasks(tasks)
             self._write_info()
             self._write_stats()
@@ -250,19 +257,46 @@ class LeRobotDatasetWriter:
         _atomic(self.root / "meta/tasks.parquet", lambda p: pq.write_table(t, p))
 
     def _write_stats(self) -> None:
-        data = read_frames(self.root)
-        stats = {}
-        for key in ("observation.state", "action"):
-            a = data[key]
-            stats[key] = {
-                "mean": a.mean(0).tolist(),
-                "std": a.std(0).tolist(),
-                "min": a.min(0).tolist(),
-                "max": a.max(0).tolist(),
-                "count": [len(a)],
-            }
+        stats = {key: m.summary() for key, m in self._stats.items()}
         text = json.dumps(stats, indent=2)
         _atomic(self.root / "meta/stats.json", lambda p: p.write_text(text))
+
+
+class _Moments:
+    """Count, mean, spread, min and max of the rows of arrays added one batch at a time
+    (Chan et al.'s pairwise update), so a dataset's statistics cost one episode per episode,
+    not a re-read of every frame written so far."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2, self.min, self.max = 0, None, None, None, None
+
+    def add(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, np.float64)
+        if rows.ndim != 2 or not len(rows):
+            return
+        k, mean = len(rows), rows.mean(0)
+        m2 = ((rows - mean) ** 2).sum(0)
+        if self.n == 0:
+            self.n, self.mean, self.m2 = k, mean, m2
+            self.min, self.max = rows.min(0), rows.max(0)
+            return
+        n = self.n + k
+        delta = mean - self.mean
+        self.m2 = self.m2 + m2 + delta**2 * self.n * k / n
+        self.mean = self.mean + delta * k / n
+        self.n = n
+        self.min, self.max = np.minimum(self.min, rows.min(0)), np.maximum(self.max, rows.max(0))
+
+    def summary(self) -> dict:
+        if self.n == 0:
+            return {"mean": [], "std": [], "min": [], "max": [], "count": [0]}
+        return {
+            "mean": self.mean.tolist(),
+            "std": np.sqrt(self.m2 / self.n).tolist(),
+            "min": self.min.tolist(),
+            "max": self.max.tolist(),
+            "count": [self.n],
+        }
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int) -> None:

@@ -71,3 +71,17 @@ def test_info_episodes_and_frames_agree(root):
     frames = read_frames(root)
     assert frames["index"].tolist() == list(range(11))
     assert frames["timestamp"][:7] == pytest.approx(np.arange(7) / 10)
+
+
+def test_stats_cover_every_frame_written_also_after_reopening(root):
+    w = LeRobotDatasetWriter(root, image_size=32)  # reopened: statistics of what is on disk
+    w.add_episode(_episode(9, seed=3))
+    stats = json.loads((root / "meta/stats.json").read_text())
+    frames = read_frames(root)
+    for key in ("observation.state", "action"):
+        a = frames[key]
+        assert stats[key]["count"] == [len(a)] == [20]
+        assert stats[key]["mean"] == pytest.approx(a.mean(0).tolist(), abs=1e-6)
+        assert stats[key]["std"] == pytest.approx(a.std(0).tolist(), abs=1e-6)
+        assert stats[key]["min"] == pytest.approx(a.min(0).tolist())
+        assert stats[key]["max"] == pytest.approx(a.max(0).tolist())

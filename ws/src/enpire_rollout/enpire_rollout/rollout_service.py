@@ -4,7 +4,12 @@ recording, over robots that each offer a :class:`FleetRobot` (a RobotPort that a
 Two kinds of robot plug in: the ROS robot (``enpire_rollout.robot_link.RobotLink``: topics and
 the Reset action, used by the rollout node) and the in-process simulated cell
 (:class:`SimRobot`: local labs, benches, tests). Policies run in sandboxed worker processes,
-one per robot and policy, started while the robot resets and kept warm across episodes.
+one per robot and policy, kept warm across episodes. A robot that switches to another policy
+should not wait for its worker to start (0.4-1.4 s on a loaded 2-core machine, longer than a
+simulated reset): when a goal arrives, spare workers for its policy start in the background (as
+many as robots may run it at once, at most two per robot in all: experiments arrive in pairs
+when agents keep two in flight), and a robot switching to that policy takes a spare; otherwise
+its worker starts while the robot resets.
 
 Everything is event-driven: the dispatcher wakes when a goal arrives, an episode ends or a goal
 is canceled (and once a second for cool-downs and robots that are down); a goal's loop wakes
@@ -13,10 +18,12 @@ when one of its episodes ends.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +253,11 @@ class GoalRun:
         self.t0 = time.monotonic()
 
 
+def _close_spare(fut: Future) -> None:
+    if fut.exception() is None:
+        fut.result().close()
+
+
 class RolloutService:
     def __init__(
         self,
@@ -282,6 +294,9 @@ class RolloutService:
         self._phase = dict.fromkeys(self.fleet, "idle")
         self._current: dict[str, Assignment | None] = dict.fromkeys(self.fleet)
         self._workers: dict[str, tuple[tuple, SandboxedPolicy]] = {}
+        self._spares: dict[tuple, list[Future]] = {}  # policy key -> workers starting/ready
+        self._starting: dict[str, tuple] = {}  # robot -> policy key of the worker it awaits
+        self._spare_lock = threading.Lock()
         self._writers: dict[str, LeRobotDatasetWriter] = {}
         self._writers_lock = threading.Lock()
         self._stop = threading.Event()
@@ -313,6 +328,7 @@ class RolloutService:
         for pre in self.sched.add_goal(spec):  # background episodes make way
             self._stop_episode(pre.episode_id)
         self._wake.set()
+        self._prefetch()
         self._log("info", f"rollout {goal_id}: {req.num_episodes} episodes of {req.policy.label}")
         return run
 
@@ -351,6 +367,7 @@ class RolloutService:
         self.sched.forget(run.goal_id)
         self._goals.pop(run.goal_id, None)
         self._close_workers()
+        self._drop_spares()
         self._finish(run, out, st["skipped"])
         return out
 
@@ -532,20 +549,88 @@ class RolloutService:
         self.sched.set_warm(a.robot_id, repr(key))
         if held:
             held[1].close()
+        with self._spare_lock:
+            spares = self._spares.get(key)
+            spare = spares.pop(0) if spares else None
+            self._starting[a.robot_id] = key  # counted as warm by _prefetch from now on
         try:
-            src = policy_source(run.req.policy)
-            (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-            pol = SandboxedPolicy(
-                src,
-                cache_dir=self.data_dir / "code-cache",
-                step_timeout=self.cfg.step_timeout,
-                log_path=self.data_dir / "logs" / f"{a.robot_id}-policy.log",
-            )
-            pol.start()
+            if spare is not None:
+                pol = spare.result()
+            else:
+                pol = self._start_worker(run.req.policy, f"{a.robot_id}-policy.log")
             self._workers[a.robot_id] = (key, pol)
             box["policy"] = pol
         except (PolicyError, RolloutError) as e:
+            self._workers.pop(a.robot_id, None)
             box["error"] = e if isinstance(e, PolicyError) else PolicyError("source", e.msg)
+        finally:
+            with self._spare_lock:
+                self._starting.pop(a.robot_id, None)
+        if spare is not None:
+            self._prefetch()  # its slot may serve a goal waiting behind
+
+    def _start_worker(self, ref: PolicyRef, log_name: str) -> SandboxedPolicy:
+        src = policy_source(ref)
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        pol = SandboxedPolicy(
+            src,
+            cache_dir=self.data_dir / "code-cache",
+            step_timeout=self.cfg.step_timeout,
+            log_path=self.data_dir / "logs" / log_name,
+        )
+        pol.start()
+        return pol
+
+    def _prefetch(self) -> None:
+        """Start spare workers for the goals' policies, oldest goal first: for each, as many
+        as robots may run it at once less those warm or spare already; at most two spares per
+        robot in all (one per robot left robots waiting for the second of two experiments
+        submitted together: MRU 95.7 % vs 98.4 % in bench/agents_mru.py). Called when a goal
+        arrives and when a robot takes a spare."""
+        starts = []
+        with self._spare_lock:
+            room = 2 * len(self.fleet) - sum(len(v) for v in self._spares.values())
+            warm = [k for r, (k, _p) in list(self._workers.items()) if r not in self._starting]
+            warm += self._starting.values()
+            for run in list(self._goals.values()):
+                if room <= 0:
+                    break
+                if run.stop.is_set():
+                    continue
+                key = run.req.policy.key()
+                want = min(run.req.num_episodes, len(run.robots))
+                n = min(want - warm.count(key) - len(self._spares.get(key, [])), room)
+                if n > 0:
+                    futures = [Future() for _ in range(n)]
+                    self._spares.setdefault(key, []).extend(futures)
+                    starts.append((run.req.policy, futures))
+                    room -= n
+        for ref, futures in starts:
+            label = re.sub(r"[^\w.-]+", "_", ref.label)[:60]
+            threading.Thread(
+                target=self._start_spares, args=(ref, label, futures), daemon=True
+            ).start()
+
+    def _start_spares(self, ref: PolicyRef, label: str, futures: list[Future]) -> None:
+        for i, fut in enumerate(futures):  # one after another: robots run meanwhile
+            if self._stop.is_set():
+                fut.set_exception(PolicyError("crash", "the rollout service stopped"))
+                continue
+            try:
+                fut.set_result(self._start_worker(ref, f"spare-{label}-{i}-policy.log"))
+            except (PolicyError, RolloutError) as e:
+                fut.set_exception(e)
+            except Exception as e:  # noqa: BLE001 - whoever waits on it must not hang
+                fut.set_exception(PolicyError("crash", f"{type(e).__name__}: {e}"))
+
+    def _drop_spares(self) -> None:
+        """Close spare workers no goal needs any more (their policy's goals ended)."""
+        keys = {r.req.policy.key() for r in list(self._goals.values())}
+        with self._spare_lock:
+            stale = [f for k, fs in self._spares.items() if k not in keys for f in fs]
+            self._spares = {k: fs for k, fs in self._spares.items() if k in keys}
+        for fut in stale:
+            fut.add_done_callback(_close_spare)
 
     def _close_workers(self) -> None:
         if any(self._goals.values()) or self._bg_run is not None:
@@ -626,3 +711,7 @@ class RolloutService:
         self._wake.set()
         for _k, pol in list(self._workers.values()):
             pol.close()
+        with self._spare_lock:
+            stale, self._spares = [f for fs in self._spares.values() for f in fs], {}
+        for fut in stale:
+            fut.add_done_callback(_close_spare)

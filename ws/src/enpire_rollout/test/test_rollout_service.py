@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
+import time
 
 import pytest
 
@@ -97,3 +98,32 @@ def test_cancel_stops_the_goal(service):
     run = service.submit(_request(PolicyRef(name="naive"), 50))
     out = service.wait(run, canceled=lambda: True)
     assert out.error_code == RolloutErrorCode.CANCELED and len(out.episodes) < 50
+
+
+def test_a_new_policy_finds_its_workers_started_before_robots_switch(tmp_path):
+    robots = {r: SimRobot(r, time_scale=5.0) for r in ("robot_0", "robot_1")}
+    cfg = ServiceConfig(max_steps=60, video_size=0, min_episode_wall=0.0)
+    svc = RolloutService(robots, Ledger(tmp_path / "ledger.sqlite"), tmp_path, cfg)
+    try:
+        first = svc.submit(_request(PolicyRef(name="heuristic"), 4, seed=1))
+        deadline = time.monotonic() + 60
+        while len(svc._workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # both robots run the first policy (1.2 s per episode)
+        second = svc.submit(_request(PolicyRef(name="naive"), 2, seed=5))
+        # both robots will switch to the second policy: two spare workers start meanwhile
+        spares = list(svc._spares[PolicyRef(name="naive").key()])
+        assert len(spares) == 2
+        for fut in spares:
+            assert fut.result(timeout=60).proc.poll() is None
+        assert svc.wait(first).error_code == RolloutErrorCode.NONE
+        out = svc.wait(second)
+        assert out.error_code == RolloutErrorCode.NONE, out.error_msg
+        assert {r.robot_id for r in out.episodes} == {"robot_0", "robot_1"}
+        # every worker the robots used was a spare (a robot's own would log as robot_N)
+        logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
+        assert [n for n in logs if n.startswith("robot_")] == [], logs
+        assert sum(n.startswith("spare-naive") for n in logs) == 2, logs
+        assert not svc._spares
+    finally:
+        svc.close()
+    assert all(f.result().proc is None or f.result().proc.poll() is not None for f in spares)
