@@ -150,11 +150,18 @@ class RosLab(Lab):
                 float(e.robot_seconds), e.error_msg, e.episode_id, e.recording_path))  # fmt: skip
         return out
 
-    def train(self, recipe, policy, hyperparameters, time_budget, agent_id) -> TrainSummary:
+    def train(
+        self, recipe, policy, hyperparameters, time_budget, agent_id, progress=None
+    ) -> TrainSummary:
         goal = Train.Goal(recipe=recipe, policy=self._ref(dict(policy, agent_id=agent_id)),
                           task="pusht", hyperparameters=json.dumps(hyperparameters),
                           time_budget=float(time_budget))  # fmt: skip
-        r = self._run_goal(self.train_client, goal)
+
+        def on_feedback(msg) -> None:
+            if progress is not None:
+                progress(float(msg.feedback.progress), msg.feedback.stage)
+
+        r = self._run_goal(self.train_client, goal, on_feedback)
         if r is None:
             return TrainSummary(300, "the Train goal was not accepted")
         metrics = json.loads(r.metrics) if r.metrics else {}

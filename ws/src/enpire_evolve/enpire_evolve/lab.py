@@ -126,8 +126,9 @@ class Lab(abc.ABC):
 
     @abc.abstractmethod
     def train(self, recipe: str, policy: dict, hyperparameters: dict, time_budget: float,
-              agent_id: str) -> TrainSummary:  # fmt: skip
-        """Run a training recipe on ``policy``; the artifact path comes back."""
+              agent_id: str, progress=None) -> TrainSummary:  # fmt: skip
+        """Run a training recipe on ``policy``; the artifact path comes back.
+        ``progress(fraction, stage)`` as the recipe reports it."""
 
     def robots(self) -> list[str]:
         return []
@@ -202,15 +203,22 @@ class LocalLab(Lab):
             out.error_code, out.error_msg = 208, out.episodes[0].error
         return out
 
-    def train(self, recipe, policy, hyperparameters, time_budget, agent_id) -> TrainSummary:
+    def train(
+        self, recipe, policy, hyperparameters, time_budget, agent_id, progress=None
+    ) -> TrainSummary:
         from enpire_policy.recipes.base import TrainRequest
         from enpire_policy.train_core import run_training
 
         req = TrainRequest(recipe=recipe, policy=dict(policy, agent_id=agent_id),
                            hyperparameters=dict(hyperparameters),
                            time_budget=time_budget)  # fmt: skip
+
+        def report(**kw) -> None:
+            if progress is not None:
+                progress(float(kw.get("progress", 0.0)), str(kw.get("stage", "")))
+
         with self._cell_lock:
-            r = run_training(req, self.artifacts_dir)
+            r = run_training(req, self.artifacts_dir, report)
         return TrainSummary(int(r.error_code), r.error_msg, r.artifact_path, r.metrics,
                             r.wall_seconds)  # fmt: skip
 
@@ -319,8 +327,10 @@ class QueueLab(Lab):
             (self.run_id,),
         )
 
-    def train(self, recipe, policy, hyperparameters, time_budget, agent_id) -> TrainSummary:
-        return self.trainer.train(recipe, policy, hyperparameters, time_budget, agent_id)
+    def train(
+        self, recipe, policy, hyperparameters, time_budget, agent_id, progress=None
+    ) -> TrainSummary:
+        return self.trainer.train(recipe, policy, hyperparameters, time_budget, agent_id, progress)
 
     def robots(self) -> list[str]:
         return self.trainer.robots()

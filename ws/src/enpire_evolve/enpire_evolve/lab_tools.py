@@ -141,14 +141,20 @@ class LabTools:
         return self._logged("rollout", run, detail)
 
     def train(
-        self, recipe: str, hyperparameters: dict, time_budget: float, policy: PolicyRef
+        self,
+        recipe: str,
+        hyperparameters: dict,
+        time_budget: float,
+        policy: PolicyRef,
+        progress: Callable[[float, str], None] | None = None,
     ) -> dict:
-        """Improve a policy with one of PI's recipes; the artifact path comes back."""
+        """Improve a policy with one of PI's recipes; the artifact path comes back.
+        ``progress(fraction, stage)`` as the recipe reports it."""
         ref = replace(policy, agent_id=self.agent_id)
 
         def run() -> dict:
             t = self.lab.train(
-                recipe, ref.to_dict(), dict(hyperparameters), time_budget, self.agent_id
+                recipe, ref.to_dict(), dict(hyperparameters), time_budget, self.agent_id, progress
             )
             return {
                 "error_code": t.error_code,

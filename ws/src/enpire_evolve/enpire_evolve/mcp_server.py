@@ -62,6 +62,20 @@ class Policy(BaseModel):
         return PolicyRef.from_any(self.model_dump())
 
 
+def _progress_reporter(ctx: Context):
+    """``report(progress, total, message)`` callable from the lab's own threads: an MCP progress
+    notification of the tool call ``ctx`` belongs to (a lost one never stops the work)."""
+    token = anyio.lowlevel.current_token()
+
+    def report(progress: float, total: float, message: str) -> None:
+        try:
+            anyio.from_thread.run(ctx.report_progress, progress, total, message, token=token)
+        except Exception:  # noqa: BLE001
+            pass
+
+    return report
+
+
 def build_server(tools: LabTools) -> MCPServer:
     server = MCPServer("enpire", instructions=INSTRUCTIONS)
 
@@ -75,15 +89,10 @@ def build_server(tools: LabTools) -> MCPServer:
         """Run a policy for `episodes` seeded episodes (seeds seed .. seed+episodes-1) and
         wait for the result: success rate, 95% interval, outcomes, failures with their errors
         and recordings. Progress is reported per episode."""
-        token = anyio.lowlevel.current_token()  # progress comes from the lab's own threads
+        report = _progress_reporter(ctx)
 
         def progress(done: int, total: int, ok: int) -> None:
-            try:
-                anyio.from_thread.run(
-                    ctx.report_progress, done, total, f"{ok} successes", token=token
-                )
-            except Exception:  # noqa: BLE001 - a lost notification must not stop the rollout
-                pass
+            report(done, total, f"{ok} successes")
 
         def run() -> dict:
             return tools.rollout(episodes, seed, policy.ref(), progress)
@@ -92,17 +101,26 @@ def build_server(tools: LabTools) -> MCPServer:
 
     @server.tool()
     async def train(
-        recipe: str, policy: Policy, hyperparameters: str = "{}", time_budget: float = 0.0
+        recipe: str,
+        policy: Policy,
+        ctx: Context,
+        hyperparameters: str = "{}",
+        time_budget: float = 0.0,
     ) -> dict:
         """Improve a policy with a recipe (heuristic_search, bc_mlp, bc_cnn, residual_rl);
-        `hyperparameters` is a JSON object. Returns the artifact directory and metrics."""
+        `hyperparameters` is a JSON object. Returns the artifact directory and metrics.
+        Progress (0..1, with the recipe's stage) is reported as it trains."""
         try:
             hp = json.loads(hyperparameters or "{}")
         except json.JSONDecodeError as e:
             raise McpToolError(f"hyperparameters is not JSON: {e}") from None
+        report = _progress_reporter(ctx)
+
+        def progress(fraction: float, stage: str) -> None:
+            report(fraction, 1.0, stage)
 
         def run() -> dict:
-            return tools.train(recipe, hp, time_budget, policy.ref())
+            return tools.train(recipe, hp, time_budget, policy.ref(), progress)
 
         return await anyio.to_thread.run_sync(_answer, run)
 
@@ -145,13 +163,10 @@ def build_server(tools: LabTools) -> MCPServer:
     async def wait_experiment(experiment_id: str, ctx: Context, timeout: float = 300.0) -> dict:
         """Wait until the experiment is done (or `timeout` s, at most 600, passed: then its
         status says `running`); progress is reported per episode."""
-        token = anyio.lowlevel.current_token()
+        report = _progress_reporter(ctx)
 
         def progress(done: int, total: int, _ok: int) -> None:
-            try:
-                anyio.from_thread.run(ctx.report_progress, done, total, "episodes", token=token)
-            except Exception:  # noqa: BLE001 - a lost notification must not stop the wait
-                pass
+            report(done, total, "episodes")
 
         def run() -> dict:
             return tools.wait_experiment(experiment_id, timeout, progress)

@@ -49,6 +49,28 @@ def test_a_client_reads_the_task_runs_a_rollout_and_queries_the_ledger(tmp_path)
         assert out["episodes"] == 2 and out["error_code"] == 0
         assert 0.0 <= out["ci"][0] <= out["success_rate"] <= out["ci"][1] <= 1.0
         assert seen and seen[-1] == (2.0, 2.0)
+        stages = []
+
+        async def train_progress(done, total, message):
+            stages.append((done, total, message))
+
+        hp = '{"iterations": 1, "population": 2, "episodes": 1, "max_steps": 60}'
+        trained = tool_json(
+            await s.call_tool(
+                "train",
+                {
+                    "recipe": "heuristic_search",
+                    "policy": {"name": "heuristic"},
+                    "hyperparameters": hp,
+                },
+                progress_callback=train_progress,
+            )
+        )
+        assert trained["error_code"] == 0, trained["error_msg"]
+        assert [(d, t, m) for d, t, m in stages] == [
+            (0.5, 1.0, "evaluate"),
+            (1.0, 1.0, "evaluate"),
+        ]
         rows = tool_json(
             await s.call_tool(
                 "query_ledger",
@@ -58,6 +80,7 @@ def test_a_client_reads_the_task_runs_a_rollout_and_queries_the_ledger(tmp_path)
         assert [(r["agent_id"], r["tool"], r["outcome"]) for r in rows] == [
             ("a0", "task", "ok"),
             ("a0", "rollout", "ok"),
+            ("a0", "train", "ok"),
         ]
         bad = await s.call_tool("query_ledger", {"sql": "DELETE FROM tool_calls"})
         assert bad.is_error and "query refused" in bad.content[0].text
