@@ -216,15 +216,15 @@ class EnvNode(Node):
             result.error_code, result.error_msg = int(outcome.error_code), outcome.error_msg
             result.wall_seconds = time.monotonic() - t0
             if goal_handle.is_cancel_requested:
-                goal_handle.canceled()
+                self._end(goal_handle, "canceled")
             else:
-                goal_handle.abort()
+                self._end(goal_handle, "abort")
             return result
         if not outcome.success:
             return self._abort(goal_handle, result, outcome.error_code, outcome.error_msg, t0)
         result.success = True
         result.wall_seconds = time.monotonic() - t0
-        goal_handle.succeed()
+        self._end(goal_handle, "succeed")
         return result
 
     def _join(self, goal_handle, run, result: Reset.Result, t0: float) -> Reset.Result:
@@ -238,7 +238,7 @@ class EnvNode(Node):
                 if goal_handle.is_cancel_requested:
                     result.error_code = int(ResetErrorCode.CANCELED)
                     result.error_msg = "canceled while waiting for the same reset to finish"
-                    goal_handle.canceled()
+                    self._end(goal_handle, "canceled")
                     return result
         done, status = run.outcome
         if done is None:  # the running reset raised
@@ -247,12 +247,21 @@ class EnvNode(Node):
         for name in Reset.Result.get_fields_and_field_types():
             setattr(result, name, getattr(done, name))
         if status == GoalStatus.STATUS_SUCCEEDED:
-            goal_handle.succeed()
+            self._end(goal_handle, "succeed")
         elif status == GoalStatus.STATUS_CANCELED and goal_handle.is_cancel_requested:
-            goal_handle.canceled()
+            self._end(goal_handle, "canceled")
         else:
-            goal_handle.abort()
+            self._end(goal_handle, "abort")
         return result
+
+    def _end(self, goal_handle, how: str) -> None:
+        """``goal_handle.abort()`` / ``succeed()`` / ``canceled()``; a reset that ends while the
+        process shuts down (its context gone) ends quietly, nobody is there to hear it."""
+        try:
+            getattr(goal_handle, how)()
+        except Exception:
+            if self.context.ok():
+                raise
 
     def destroy_node(self) -> None:
         self._streams.close()
@@ -264,7 +273,7 @@ class EnvNode(Node):
         result.error_code = int(code)
         result.error_msg = msg
         result.wall_seconds = time.monotonic() - t0
-        goal_handle.abort()
+        self._end(goal_handle, "abort")
         return result
 
 

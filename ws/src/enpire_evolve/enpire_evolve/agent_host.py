@@ -25,6 +25,7 @@ import json
 import math
 import os
 import queue
+import secrets
 import shlex
 import shutil
 import signal
@@ -35,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from enpire_evolve.lab_tools import TaskRules
+from enpire_evolve.lab_tools import TOKEN_ENV, TaskRules
 from enpire_evolve.repo import AgentTree, SharedRepo, git
 from enpire_rollout.experiments import ExperimentQueue
 from enpire_rollout.ledger import Ledger
@@ -196,8 +197,13 @@ def build_command(
     if cfg.backend == "codex":
         exe = cfg.command or ["codex"]
         url = str(files.get("mcp_url") or "")
-        if url:  # the host serves the lab's tools over HTTP (a confined agent)
-            conf = ["-c", f"mcp_servers.enpire.url={json.dumps(url)}"]
+        if url:  # the host serves the lab's tools over HTTP (a confined agent), its token
+            conf = [  # in the CLI's environment, not in a file other agents could read
+                "-c",
+                f"mcp_servers.enpire.url={json.dumps(url)}",
+                "-c",
+                f"mcp_servers.enpire.bearer_token_env_var={json.dumps(TOKEN_ENV)}",
+            ]
         else:
             conf = [
                 "-c",
@@ -536,10 +542,15 @@ class AgentHost:
         mcp = mcp_server_args(
             c.cli, agent_id, tree.path, self.data_dir, c.run_id, self.base, c.goal_success
         )
-        url = ""
+        url = token = ""
         if self.isolation == "landlock":
-            url = self._serve_mcp(agent_id, mcp)
-            server = {"type": "http", "url": url}
+            token = secrets.token_urlsafe(32)
+            url = self._serve_mcp(agent_id, mcp, token)
+            # the token reaches the CLI in its environment only: the config file, which other
+            # agents can read, names the variable (agents of one user can still read each
+            # other's /proc/<pid>/environ: a user per agent would close that)
+            header = {"Authorization": f"Bearer ${{{TOKEN_ENV}}}"}
+            server = {"type": "http", "url": url, "headers": header}
         else:
             server = {
                 "command": mcp[0],
@@ -553,20 +564,22 @@ class AgentHost:
             "prompt_file": own / "prompt.md",
             "mcp_config": own / "mcp.json",
             "mcp_url": url,
+            "mcp_token": token,
             "agent_id": Path(agent_id),
             "tmp": own / "tmp",
         }
         return tree, files, mcp
 
-    def _serve_mcp(self, agent_id: str, mcp: list[str], timeout: float = 60.0) -> str:
-        """Start the agent's ``enpire mcp`` over HTTP, outside its confinement; its URL."""
+    def _serve_mcp(self, agent_id: str, mcp: list[str], token: str, timeout: float = 60.0) -> str:
+        """Start the agent's ``enpire mcp`` over HTTP, outside its confinement, answering only
+        requests with ``token``; its URL."""
         import socket
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         log = (self.run_dir / "logs" / f"{agent_id}.mcp.log").open("ab")
-        env = dict(self.env, **mcp_environment(self.env, agent_id))
+        env = dict(self.env, **mcp_environment(self.env, agent_id), **{TOKEN_ENV: token})
         proc = subprocess.Popen(
             [*mcp, "--transport", "http", "--port", str(port)],
             env=env,
@@ -688,6 +701,8 @@ class AgentHost:
             ENPIRE_RUN_ID=self.cfg.run_id,
             TMPDIR=str(files["tmp"]),
         )
+        if files.get("mcp_token"):
+            env[TOKEN_ENV] = files["mcp_token"]
         cwd = files["worktree"]
         t_start = time.time()
         with (

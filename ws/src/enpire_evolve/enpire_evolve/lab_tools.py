@@ -26,6 +26,9 @@ QUERY_ROWS, QUERY_SECONDS = 200, 2.0
 MAX_WAIT = 600.0  # s one wait_experiment call may block
 FRAMES_PER_CASE = 2  # first and last camera frame of a failed episode
 
+# the environment variable carrying an agent's token for its HTTP MCP server (enpire agents)
+TOKEN_ENV = "ENPIRE_MCP_TOKEN"
+
 
 class ToolError(ValueError):
     """A refused or failed tool call; the message says why (the agent reads it)."""

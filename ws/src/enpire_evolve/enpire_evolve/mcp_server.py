@@ -11,7 +11,10 @@ A client configures it as a stdio server, e.g. in a ``.mcp.json``::
     {"mcpServers": {"enpire": {"command": "enpire", "args": ["mcp", "--agent", "a0"]}}}
 
 or, with ``--transport http --port 8765``, as a streamable HTTP server at
-``http://127.0.0.1:8765/mcp``. Experiments (``submit_experiment``) are rows of the ledger's queue
+``http://127.0.0.1:8765/mcp``; with ``ENPIRE_MCP_TOKEN`` set in its environment, that server
+answers only requests carrying ``Authorization: Bearer <the token>`` (``enpire agents`` gives each
+agent's server a token of its own, in that agent's environment and in no file).
+Experiments (``submit_experiment``) are rows of the ledger's queue
 in ``--data-dir``: the rollout node serves it for a ROS fleet, ``--lab local`` serves it with
 ``--cells`` simulated cells in this process, ``--lab shared`` leaves it to the evolve host.
 """
@@ -19,6 +22,7 @@ in ``--data-dir``: the rollout node serves it for a ROS fleet, ``--lab local`` s
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import os
 import threading
@@ -31,7 +35,7 @@ from mcp.server.mcpserver.exceptions import ToolError as McpToolError
 from pydantic import BaseModel
 
 from enpire_evolve.lab import Lab, LocalLab
-from enpire_evolve.lab_tools import LabTools, TaskRules, ToolError
+from enpire_evolve.lab_tools import TOKEN_ENV, LabTools, TaskRules, ToolError
 from enpire_evolve.repo import POLICY_MODULE
 from enpire_policy.policy_ref import PolicyRef
 from enpire_rollout.experiments import ConfirmRule, ExperimentQueue
@@ -76,8 +80,32 @@ def _progress_reporter(ctx: Context):
     return report
 
 
-def build_server(tools: LabTools) -> MCPServer:
-    server = MCPServer("enpire", instructions=INSTRUCTIONS)
+class BearerToken:
+    """The MCP SDK's token verifier for the one token an agent's HTTP server was given."""
+
+    def __init__(self, token: str, agent_id: str):
+        self.token, self.agent_id = token, agent_id
+
+    async def verify_token(self, token: str):
+        from mcp.server.auth.provider import AccessToken
+
+        if hmac.compare_digest(token.encode(), self.token.encode()):
+            return AccessToken(token=token, client_id=self.agent_id, scopes=[])
+        return None
+
+
+def build_server(tools: LabTools, token: str = "", url: str = "") -> MCPServer:
+    """The lab's tools as an MCP server; with ``token`` (HTTP at ``url``) every request must
+    carry it as a bearer token (the SDK's resource-server auth answers 401 otherwise)."""
+    auth = {}
+    if token:
+        from mcp.server.auth.settings import AuthSettings
+
+        auth = {
+            "token_verifier": BearerToken(token, tools.agent_id),
+            "auth": AuthSettings(issuer_url=url.rsplit("/", 1)[0], resource_server_url=url),
+        }
+    server = MCPServer("enpire", instructions=INSTRUCTIONS, **auth)
 
     @server.tool()
     def task() -> dict:
@@ -285,11 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         local_fleet(ledger, data, args.cells, args.max_steps, args.time_scale, confirm=rule)
     rules = TaskRules(goal_success=args.goal_success, base=args.base, run_id=args.run_id)
     queue = ExperimentQueue(ledger, max_in_flight=args.max_in_flight)
-    server = build_server(LabTools(lab, ledger, args.agent, rules, queue, args.repo))
+    tools = LabTools(lab, ledger, args.agent, rules, queue, args.repo)
     if args.transport == "http":
+        url = f"http://127.0.0.1:{args.port}/mcp"
+        server = build_server(tools, os.environ.get(TOKEN_ENV, ""), url)
         server.run("streamable-http", host="127.0.0.1", port=args.port)
-    else:
-        server.run("stdio")
+        return 0
+    build_server(tools).run("stdio")
     return 0
 
 

@@ -32,6 +32,7 @@ import anyio
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 AGENT = os.environ.get("ENPIRE_AGENT_ID", "agent")
 STATE = Path(os.environ.get("FAKE_AGENT_STATE", "."))
@@ -149,6 +150,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
             "args": json.loads(conf["mcp_servers.enpire.args"]),
             "url": json.loads(conf.get("mcp_servers.enpire.url", '""')),
         }
+        var = json.loads(conf.get("mcp_servers.enpire.bearer_token_env_var", '""'))
+        if var:  # as codex does: the token from the named variable
+            out.mcp["headers"] = {"Authorization": f"Bearer ${{{var}}}"}
         out.session = a.words[0] if resume and len(a.words) > 1 else ""
         if a.cd:
             out.worktree = a.cd
@@ -269,6 +273,33 @@ async def escape(s: ClientSession, stream: Stream, turn: int) -> None:
         tried["worktree"] = "written"
     except OSError as e:
         tried["worktree"] = f"{type(e).__name__}: {e.strerror}"
+    own = os.environ.get("ENPIRE_MCP_TOKEN", "")
+    other_mcp = Path(os.environ.get("FAKE_AGENT_OTHER_MCP", "/nonexistent"))
+    for _ in range(200):  # the other agent's server may still be starting
+        if other_mcp.exists() or not os.environ.get("FAKE_AGENT_OTHER_MCP"):
+            break
+        time.sleep(0.1)
+    if other_mcp.exists():  # its server, without a token and with this agent's own
+        url = json.loads(other_mcp.read_text())["mcpServers"]["enpire"]["url"]
+        for label, headers in (
+            ("other_mcp_no_token", {}),
+            ("other_mcp_own_token", {"Authorization": f"Bearer {own}"}),
+        ):
+            try:
+                with anyio.fail_after(30):
+                    client = create_mcp_http_client(headers=headers)
+                    async with (
+                        client,
+                        streamable_http_client(url, http_client=client) as (r, w, *_),
+                        ClientSession(r, w) as other,
+                    ):
+                        await other.initialize()
+                        await other.call_tool("task", {})
+                tried[label] = "answered"
+            except BaseException as e:  # noqa: BLE001 - 401s come back in exception groups
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                tried[label] = f"refused: {type(e).__name__}: {str(e)[:200]}"
     note(action="escape", tried=tried)
     await s.call_tool("task", {})
     stream.think("tried")
@@ -332,7 +363,16 @@ async def run(args: argparse.Namespace, action: str, turn: int) -> None:
         time.sleep(3600)
     acts = {"work": work, "protected": protected, "bench": bench, "adopt": adopt, "escape": escape}
     if args.mcp.get("url"):  # the host serves the lab over HTTP (a confined agent)
-        async with streamable_http_client(args.mcp["url"]) as (r, w, *_), ClientSession(r, w) as s:
+        headers = {  # ${VAR} expanded from the environment, as Claude Code does
+            k: re.sub(r"\$\{(\w+)\}", lambda m: os.environ.get(m[1], ""), v)
+            for k, v in (args.mcp.get("headers") or {}).items()
+        }
+        client = create_mcp_http_client(headers=headers)
+        async with (
+            client,
+            streamable_http_client(args.mcp["url"], http_client=client) as (r, w, *_),
+            ClientSession(r, w) as s,
+        ):
             await s.initialize()
             await acts[action](s, stream, turn)
     else:

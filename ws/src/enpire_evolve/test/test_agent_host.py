@@ -177,13 +177,23 @@ def test_a_confined_agent_cannot_write_the_ledger_or_other_trees(lab):
     plan = {"agent_0": ["escape"], "agent_1": ["protected"]}
     host = make_host(plan, run_id="jail-run", agents=2, cli=cli, wall_budget=120)
     other = host.run_dir / "agents" / "agent_1" / "policy" / "pusht_policy.py"
-    env.update(FAKE_AGENT_LEDGER=str(data / "ledger.sqlite"), FAKE_AGENT_OTHER=str(other))
+    other_mcp = host.run_dir / "host" / "agent_1" / "mcp.json"
+    env.update(
+        FAKE_AGENT_LEDGER=str(data / "ledger.sqlite"),
+        FAKE_AGENT_OTHER=str(other),
+        FAKE_AGENT_OTHER_MCP=str(other_mcp),
+    )
     host.env.update(env)
     host.run(poll=0.2)
     tried = next(e for e in _log(state, "agent_0") if e["action"] == "escape")["tried"]
     assert tried["ledger"].startswith("PermissionError"), tried
     assert tried["other_tree"].startswith("PermissionError"), tried
     assert tried["worktree"] == "written"
+    # nor use another agent's tools with what it can find in files: the neighbour's server
+    # wants the neighbour's token, which its config names but does not hold
+    assert tried["other_mcp_no_token"].startswith("refused"), tried
+    assert tried["other_mcp_own_token"].startswith("refused"), tried
+    assert "${ENPIRE_MCP_TOKEN}" in other_mcp.read_text()
     assert b"forged" not in (data / "ledger.sqlite").read_bytes()
     assert "forged" not in other.read_text()
     # the lab's tools still answer: over HTTP, from a server outside the confinement

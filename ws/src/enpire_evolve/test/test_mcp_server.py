@@ -3,6 +3,7 @@ stdio (as Claude Code or Codex would), lists the tools and calls them against a 
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -97,8 +98,9 @@ def test_a_client_reads_the_task_runs_a_rollout_and_queries_the_ledger(tmp_path)
     assert anyio.run(main)
 
 
-def test_streamable_http_serves_the_same_tools_and_refuses_what_it_cannot_run(tmp_path):
+def test_streamable_http_serves_the_same_tools_to_its_token_holder_only(tmp_path):
     from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -121,17 +123,27 @@ def test_streamable_http_serves_the_same_tools_and_refuses_what_it_cannot_run(tm
         "--port",
         str(port),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = dict(os.environ, ENPIRE_MCP_TOKEN="s3cret-of-h0")  # only its holder is answered
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    url = f"http://127.0.0.1:{port}/mcp"
+
+    async def refused(headers: dict) -> int:
+        async with create_mcp_http_client(headers=headers) as client:
+            r = await client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            return r.status_code
 
     async def main():
-        url = f"http://127.0.0.1:{port}/mcp"
         for _ in range(100):  # the server imports, then listens
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.1)
+        assert await refused({}) == 401
+        assert await refused({"Authorization": "Bearer s3cret-of-h1"}) == 401
+        client = create_mcp_http_client(headers={"Authorization": "Bearer s3cret-of-h0"})
         async with (
-            streamable_http_client(url) as (read, write, *_),
+            client,
+            streamable_http_client(url, http_client=client) as (read, write, *_),
             ClientSession(read, write) as s,
         ):
             await s.initialize()

@@ -129,7 +129,9 @@ class RolloutNode(Node):
             )
             for r in self.fleet
         }
-        self.service = RolloutService(links, self.ledger, data, cfg, self._log)
+        self.service = RolloutService(
+            links, self.ledger, data, cfg, self._log, running=self.context.ok
+        )
         self.feeder = None
         if declare(self, "experiment_queue", True, "Serve the ledger's experiment queue."):
             rule = ConfirmRule(

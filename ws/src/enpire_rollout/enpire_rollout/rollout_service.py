@@ -266,12 +266,16 @@ class RolloutService:
         data_dir: str | Path,
         config: ServiceConfig | None = None,
         log: Callable[[str, str], None] | None = None,
+        running: Callable[[], bool] = lambda: True,
     ):
+        """``running()`` turns False when the process is shutting down (the rollout node: its
+        ROS context ended): episodes cut short by that end quietly, not as lost cells."""
         self.robots, self.ledger = robots, ledger
         self.fleet = list(robots)
         self.data_dir = Path(data_dir)
         self.cfg = config or ServiceConfig()
         self._log = log or (lambda _level, _msg: None)
+        self._running = running
         self._bg_run = None
         background = None
         if self.cfg.background_policy is not None:
@@ -425,18 +429,23 @@ class RolloutService:
     def _dispatch(self) -> None:
         """Wakes on new goals, ended episodes and cancels, and once a second for cool-downs
         and robots that are down (listened to until they publish again)."""
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self._running():
             self._wake.clear()
-            for robot_id, state in self.sched.robots().items():
-                robot = self.robots[robot_id]
-                if state == "down":
-                    robot.open()
-                    if robot.alive(self.cfg.cell_timeout):
-                        self._log("info", f"{robot_id} is back: rejoins the rotation")
-                        robot.close()
-                        self.sched.robot_up(robot_id)
-            for a in self.sched.next_assignments():
-                threading.Thread(target=self._run_assignment, args=(a,), daemon=True).start()
+            try:
+                for robot_id, state in self.sched.robots().items():
+                    robot = self.robots[robot_id]
+                    if state == "down":
+                        robot.open()
+                        if robot.alive(self.cfg.cell_timeout):
+                            self._log("info", f"{robot_id} is back: rejoins the rotation")
+                            robot.close()
+                            self.sched.robot_up(robot_id)
+                for a in self.sched.next_assignments():
+                    threading.Thread(target=self._run_assignment, args=(a,), daemon=True).start()
+            except Exception as e:  # noqa: BLE001 - the dispatcher must outlive any one error
+                if self._stop.is_set() or not self._running():
+                    return
+                self._log("error", f"dispatcher: {type(e).__name__}: {e}")
             self._wake.wait(1.0)
 
     def _run_assignment(self, a: Assignment) -> None:
@@ -456,7 +465,10 @@ class RolloutService:
             outcome = self._episode(a, run, rec, stop)
         except Exception as e:  # noqa: BLE001 - keep the dispatcher alive, record why
             rec.outcome, rec.error = "interrupted", f"{type(e).__name__}: {e}"
-            self._log("error", f"episode {a.episode_id} on {a.robot_id}: {rec.error}")
+            if self._stop.is_set() or not self._running():
+                rec.error = f"the rollout service stopped ({rec.error})"
+            else:
+                self._log("error", f"episode {a.episode_id} on {a.robot_id}: {rec.error}")
             outcome = "interrupted"
         finally:
             self._phase[a.robot_id] = "idle"

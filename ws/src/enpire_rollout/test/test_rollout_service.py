@@ -127,3 +127,47 @@ def test_a_new_policy_finds_its_workers_started_before_robots_switch(tmp_path):
     finally:
         svc.close()
     assert all(f.result().proc is None or f.result().proc.poll() is not None for f in spares)
+
+
+class _SilentRobot(SimRobot):
+    """A cell that never publishes; ``on_wait`` runs when an episode waits for it."""
+
+    def __init__(self, robot_id, on_wait):
+        super().__init__(robot_id)
+        self.on_wait = on_wait
+
+    def wait_alive(self, timeout: float) -> bool:
+        self.on_wait()
+        return False
+
+
+@pytest.mark.parametrize("stopping", [False, True])
+def test_a_silent_cell_is_an_error_unless_the_process_is_stopping(tmp_path, stopping):
+    state = {"running": True}
+    logs = []
+
+    def on_wait():  # the process's shutdown began while the episode waited for its cell
+        state["running"] = not stopping
+
+    svc = RolloutService(
+        {"robot_0": _SilentRobot("robot_0", on_wait)},
+        Ledger(tmp_path / "ledger.sqlite"),
+        tmp_path,
+        ServiceConfig(max_steps=20, video_size=0, min_episode_wall=0.0),
+        lambda level, msg: logs.append((level, msg)),
+        running=lambda: state["running"],
+    )
+    try:
+        run = svc.submit(_request(PolicyRef(name="heuristic"), 1))
+        deadline = time.monotonic() + 30
+        while not run.records and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rec = run.records[0]  # (a running fleet tries the episode again)
+        assert rec.outcome == "interrupted" and "not publishing" in rec.error
+        errors = [m for level, m in logs if level == "error"]
+        if stopping:
+            assert errors == [] and rec.error.startswith("the rollout service stopped")
+        else:
+            assert any("not publishing joint states" in m for m in errors), logs
+    finally:
+        svc.close()
