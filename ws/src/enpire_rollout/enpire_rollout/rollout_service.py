@@ -624,12 +624,14 @@ class RolloutService:
             ).start()
 
     def _start_spares(self, ref: PolicyRef, label: str, futures: list[Future]) -> None:
-        for i, fut in enumerate(futures):  # one after another: robots run meanwhile
+        for fut in futures:  # one after another: robots run meanwhile
             if self._stop.is_set():
                 fut.set_exception(PolicyError("crash", "the rollout service stopped"))
                 continue
             try:
-                fut.set_result(self._start_worker(ref, f"spare-{label}-{i}-policy.log"))
+                # one log per policy (its spares append to it): a night of experiments leaves
+                # one file per commit, not one per worker
+                fut.set_result(self._start_worker(ref, f"{label}-policy.log"))
             except (PolicyError, RolloutError) as e:
                 fut.set_exception(e)
             except Exception as e:  # noqa: BLE001 - whoever waits on it must not hang

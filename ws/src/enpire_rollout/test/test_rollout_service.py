@@ -122,7 +122,7 @@ def test_a_new_policy_finds_its_workers_started_before_robots_switch(tmp_path):
         # every worker the robots used was a spare (a robot's own would log as robot_N)
         logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
         assert [n for n in logs if n.startswith("robot_")] == [], logs
-        assert sum(n.startswith("spare-naive") for n in logs) == 2, logs
+        assert "naive-policy.log" in logs, logs  # its spares' log
         assert not svc._spares
     finally:
         svc.close()
