@@ -244,10 +244,13 @@ def _ros_lab(timeout: float) -> Lab:
 
     rclpy.init()
     node = rclpy.create_node(f"enpire_mcp_{os.getpid()}")
+    # the action clients exist before the executor spins: rclpy's ActionClient registers
+    # itself with the node before it is fully built, and an executor iterating the node's
+    # waitables meanwhile dies ("'ActionClient' object has no attribute '_lock'", seen in CI)
+    lab = RosLab(node, "/rollout", "/train", timeout)
     executor = MultiThreadedExecutor(4)
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
-    lab = RosLab(node, "/rollout", "/train", timeout)
     if not lab.wait_for_servers(30.0):
         raise SystemExit("enpire mcp: no /rollout and /train servers (is `enpire launch` up?)")
     return lab
