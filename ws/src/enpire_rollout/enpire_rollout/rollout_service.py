@@ -426,10 +426,14 @@ class RolloutService:
             stop.set()
 
     # --- dispatch -----------------------------------------------------------------------
+    def _stopping(self) -> bool:
+        """The service is closing, or its process is shutting down."""
+        return self._stop.is_set() or not self._running()
+
     def _dispatch(self) -> None:
         """Wakes on new goals, ended episodes and cancels, and once a second for cool-downs
         and robots that are down (listened to until they publish again)."""
-        while not self._stop.is_set() and self._running():
+        while not self._stopping():
             self._wake.clear()
             try:
                 for robot_id, state in self.sched.robots().items():
@@ -443,7 +447,7 @@ class RolloutService:
                 for a in self.sched.next_assignments():
                     threading.Thread(target=self._run_assignment, args=(a,), daemon=True).start()
             except Exception as e:  # noqa: BLE001 - the dispatcher must outlive any one error
-                if self._stop.is_set() or not self._running():
+                if self._stopping():
                     return
                 self._log("error", f"dispatcher: {type(e).__name__}: {e}")
             self._wake.wait(1.0)
@@ -465,7 +469,7 @@ class RolloutService:
             outcome = self._episode(a, run, rec, stop)
         except Exception as e:  # noqa: BLE001 - keep the dispatcher alive, record why
             rec.outcome, rec.error = "interrupted", f"{type(e).__name__}: {e}"
-            if self._stop.is_set() or not self._running():
+            if self._stopping():
                 rec.error = f"the rollout service stopped ({rec.error})"
             else:
                 self._log("error", f"episode {a.episode_id} on {a.robot_id}: {rec.error}")
@@ -637,9 +641,11 @@ class RolloutService:
             except Exception as e:  # noqa: BLE001 - whoever waits on it must not hang
                 fut.set_exception(PolicyError("crash", f"{type(e).__name__}: {e}"))
 
-    def _drop_spares(self) -> None:
-        """Close spare workers no goal needs any more (their policy's goals ended)."""
-        keys = {r.req.policy.key() for r in list(self._goals.values())}
+    def _drop_spares(self, keys: set | None = None) -> None:
+        """Close spare workers no goal needs any more (their policy's goals ended): those
+        whose policy key is not in ``keys`` (default: the goals' policies)."""
+        if keys is None:
+            keys = {r.req.policy.key() for r in list(self._goals.values())}
         with self._spare_lock:
             stale = [f for k, fs in self._spares.items() if k not in keys for f in fs]
             self._spares = {k: fs for k, fs in self._spares.items() if k in keys}
@@ -725,7 +731,4 @@ class RolloutService:
         self._wake.set()
         for _k, pol in list(self._workers.values()):
             pol.close()
-        with self._spare_lock:
-            stale, self._spares = [f for fs in self._spares.values() for f in fs], {}
-        for fut in stale:
-            fut.add_done_callback(_close_spare)
+        self._drop_spares(keys=set())
