@@ -1,6 +1,7 @@
 """The safety filter node between a publisher and a simulated cell, over ROS."""
 
 import math
+import time
 
 import pytest
 from std_msgs.msg import Bool
@@ -8,6 +9,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.kinematics import JOINT_NAMES, So101Kinematics
 from enpire_env.ros_conversions import make_trajectory
+from enpire_env.sim_cell import CellConfig, park_pose
 from enpire_env.testing import NodeProcess, TopicProbe
 from enpire_msgs.msg import SafetyStatus, SimGroundTruth
 
@@ -29,11 +31,35 @@ def rig(ros_domain_module, ros_context_module):
         probe.watch("/robot_0/sim/ground_truth", SimGroundTruth, qos=1)
         probe.watch("/robot_0/safety/status", SafetyStatus, qos=1)
         probe.wait_for("/robot_0/sim/ground_truth")
+        _wired(probe)
         yield probe, So101Kinematics()
     finally:
         probe.close()
         filt.stop()
         cell.stop()
+
+
+def _wired(probe, timeout=30.0):
+    """Wait until commands can reach the arm: the filter has the arm's joint states (it
+    forwards a command to the arm's present pose) and filter and cell see each other (both
+    processes start together; on a loaded machine discovery takes seconds, and a command the
+    filter forwards before the cell's subscription is matched is lost)."""
+    deadline = time.monotonic() + timeout
+    topic = "/robot_0/arm_controller/joint_trajectory"
+    node = probe.node
+    while time.monotonic() < deadline:
+        if node.count_publishers(topic) and node.count_subscribers(topic):
+            break
+        time.sleep(0.1)
+    while time.monotonic() < deadline:
+        st = probe.latest("/robot_0/safety/status")
+        if st is not None and st.forwarded >= 1:
+            break
+        _send(probe, None, None, q=park_pose(So101Kinematics(), CellConfig()))
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"no command forwarded: {probe.latest('/robot_0/safety/status')}")
+    time.sleep(1.0)  # the filter's writer matches the cell's reader about when the graph shows it
 
 
 def _send(probe, kin, xyz, t=0.5, q=None):
@@ -58,10 +84,11 @@ def _status(probe, pred):
 
 def test_safe_command_reaches_the_arm(rig):
     probe, kin = rig
+    refused0 = _status(probe, lambda s: True).refused
     _send(probe, kin, (0.2, 0.03, 0.05))
     gt = _settled(probe)
     assert gt.tip_height == pytest.approx(0.05, abs=1e-3)
-    assert _status(probe, lambda s: s.forwarded >= 1).refused == 0
+    assert _status(probe, lambda s: s.forwarded >= 2).refused == refused0
 
 
 def test_unsafe_commands_are_refused_and_counted(rig):
