@@ -180,12 +180,16 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
                 extra["camera_model"] = cfg.camera
             if cfg.calibration_dir:
                 extra["calibration_dir"] = str(cfg.calibration_dir)
+            if params.get("sim_cell", {}).get("safety_filter", True):
+                # the cell runs the filter itself, with the safety_filter block's values
+                extra = {**params.get("safety_filter", {}), **extra}
             nodes.append(node("enpire_env", "sim_cell_node", "sim_cell", robot, seed=i, **extra))
     else:
         for i, robot in enumerate(cfg.robots):
             nodes += hardware_nodes(cfg, robot, i, params)
-    for robot in cfg.robots:
-        nodes.append(node("enpire_env", "safety_filter_node", "safety_filter", robot))
+    if not cfg.sim or not params.get("sim_cell", {}).get("safety_filter", True):
+        for robot in cfg.robots:
+            nodes.append(node("enpire_env", "safety_filter_node", "safety_filter", robot))
     cal = {} if not cfg.calibration_dir else {"calibration_dir": str(cfg.calibration_dir)}
     nodes.append(node("enpire_env", "env_node", "env_node", robots=list(cfg.robots), **cal))
     data = {} if not cfg.data_dir else {"data_dir": str(cfg.data_dir)}

@@ -73,17 +73,19 @@ def test_written_params_file_has_no_yaml_aliases(tmp_path):
     text = write_params_file(plan_nodes(FleetConfig(robots="3")), tmp_path / "x.yaml").read_text()
     assert "&id" not in text and "*id" not in text
     data = yaml.safe_load(text)
-    assert data["/robot_2/safety_filter"]["ros__parameters"]["workspace_min"][0] == 0.05
+    assert data["/robot_2/sim_cell"]["ros__parameters"]["workspace_min"][0] == 0.05
 
 
 def test_plan_per_robot_nodes_in_namespaces():
     specs = plan_nodes(FleetConfig(robots="2", time_scale=7.0))
     names = [s.fqn for s in specs]
     assert names == [
-        "/robot_0/sim_cell", "/robot_1/sim_cell", "/robot_0/safety_filter",
-        "/robot_1/safety_filter", "/env_node", "/train_node", "/rollout_node",
+        "/robot_0/sim_cell", "/robot_1/sim_cell", "/env_node", "/train_node", "/rollout_node",
     ]  # fmt: skip
     assert specs[0].parameters["time_scale"] == 7.0 and specs[1].parameters["seed"] == 1
+    # the sim cells run the safety filter themselves, with the safety_filter block's values
+    assert specs[0].parameters["safety_filter"] is True
+    assert specs[0].parameters["watchdog_timeout"] == 0.5
     rollout = specs[-1].parameters
     assert rollout["robots"] == ["robot_0", "robot_1"] and rollout["time_scale"] == 7.0
     data = plan_nodes(FleetConfig(robots="1", data_dir="/tmp/x"))
@@ -91,6 +93,15 @@ def test_plan_per_robot_nodes_in_namespaces():
     assert data[-2].parameters["artifacts_dir"] == "/tmp/x/artifacts"
     hw = [s.fqn for s in plan_nodes(FleetConfig(robots="2", sim=False))]
     assert "/robot_0/sim_cell" not in hw and "/robot_0/safety_filter" in hw
+
+
+def test_sim_cells_without_their_own_filter_get_the_filter_node(tmp_path):
+    params = yaml.safe_load(default_params_file().read_text())
+    params["sim_cell"]["ros__parameters"]["safety_filter"] = False
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(params))
+    names = [s.fqn for s in plan_nodes(FleetConfig(robots="2", params_file=f))]
+    assert "/robot_0/safety_filter" in names and "/robot_1/safety_filter" in names
 
 
 def test_agents_add_the_evolve_node_with_its_config(tmp_path):

@@ -8,9 +8,11 @@ from enpire_env.testing import NodeProcess
 ENPIRE = [sys.executable, "-m", "enpire_bringup.enpire"]
 
 
-def test_reset_goal_between_two_processes(ros_domain):
+def test_reset_goal_between_two_processes(ros_domain, tmp_path):
+    # a data dir of its own: in the default one (~/.enpire/data) the rollout node finds earlier
+    # runs' candidates and confirms them on idle robots, whose resets then make this goal busy
     launch = subprocess.Popen(
-        [*ENPIRE, "launch", "--robots", "2", "--time-scale", "5"],
+        [*ENPIRE, "launch", "--robots", "2", "--time-scale", "5", "--data-dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

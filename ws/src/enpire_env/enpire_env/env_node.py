@@ -107,7 +107,7 @@ class EnvNode(Node):
                 raise SystemExit(f"env_node: {r}: {e}") from None
             self.get_logger().info(f"{r}: camera read as {perception.name}")
             self._ports[r] = RosCellPort(self, r, group, goal_tolerance, cell_timeout,
-                                         self._streams.node, perception)  # fmt: skip
+                                         self._streams, perception)  # fmt: skip
         self._server = ActionServer(
             self,
             Reset,

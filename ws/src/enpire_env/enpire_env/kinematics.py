@@ -125,6 +125,7 @@ class So101Kinematics:
                 )
         finally:
             os.unlink(f.name)
+        self._last_fk: tuple[bytes, np.ndarray] | None = None
 
     # --- limits ---------------------------------------------------------------------------
     def lower(self) -> np.ndarray:
@@ -144,9 +145,16 @@ class So101Kinematics:
     # --- forward kinematics ---------------------------------------------------------------
     def fk(self, q) -> np.ndarray:
         """4x4 pose of tool_tip in base_link for joint positions (first five used)."""
+        arm = np.asarray(q, dtype=float)[:5]
+        key = arm.tobytes()
+        last = self._last_fk  # one pose remembered: a control step asks for it several times
+        if last is not None and last[0] == key:
+            return last[1].copy()
         full = np.zeros(len(self._chain.links))
-        full[1:6] = np.asarray(q, dtype=float)[:5]
-        return self._chain.forward_kinematics(full)
+        full[1:6] = arm
+        pose = self._chain.forward_kinematics(full)
+        self._last_fk = (key, pose)
+        return pose.copy()
 
     def tip_position(self, q) -> np.ndarray:
         return self.fk(q)[:3, 3]

@@ -15,7 +15,7 @@ from std_msgs.msg import Bool
 from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.kinematics import GRIPPER_INDEX, JOINT_NAMES
-from enpire_env.node_utils import joint_positions, transient_subscription
+from enpire_env.node_utils import StreamNode, joint_positions
 from enpire_env.reset_routine import CellPort
 from enpire_env.ros_conversions import make_trajectory, msg_to_image, seconds_from_stamp
 from enpire_msgs.srv import TeleportBlock
@@ -37,13 +37,13 @@ class RosCellPort(CellPort):
         group: CallbackGroup,
         goal_tolerance: float = 0.02,
         cell_timeout: float = 5.0,
-        streams: Node | None = None,
+        streams: StreamNode | None = None,
         perception=None,
     ):
         self.node = node
         if perception is not None:
             self.perception = perception
-        self.streams = streams or node  # where the joint state and camera subscriptions live
+        self.streams = streams or StreamNode(node)  # where joint states and camera arrive
         self.robot_id = robot_id
         self.group = group
         self.goal_tolerance = goal_tolerance
@@ -73,13 +73,13 @@ class RosCellPort(CellPort):
         with self._cv:
             self._q, self._t = None, -1.0
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        sub = transient_subscription(
-            self.streams, JointState, f"{self._ns}/joint_states", self._on_joints, reliable, None
+        sub = self.streams.subscribe(
+            JointState, f"{self._ns}/joint_states", self._on_joints, reliable
         )
         try:
             yield self
         finally:
-            self.streams.destroy_subscription(sub)
+            self.streams.unsubscribe(sub)
 
     # --- inputs -------------------------------------------------------------------------
     def _on_joints(self, msg: JointState) -> None:
@@ -154,9 +154,7 @@ class RosCellPort(CellPort):
         t_req = self.cell_time()
         with self._cv:
             self._image = None
-        sub = transient_subscription(
-            self.streams, Image, f"{self._ns}/camera/image_raw", self._on_image, 2, None
-        )
+        sub = self.streams.subscribe(Image, f"{self._ns}/camera/image_raw", self._on_image, 2)
         # the first message after subscribing waits for endpoint discovery too
         deadline = time.monotonic() + max(self.cell_timeout, DISCOVERY_TIMEOUT)
         try:
@@ -168,7 +166,7 @@ class RosCellPort(CellPort):
                     self._cv.wait(left)
                 msg = self._image
         finally:
-            self.streams.destroy_subscription(sub)
+            self.streams.unsubscribe(sub)
         return msg_to_image(msg)
 
     def stop(self) -> None:

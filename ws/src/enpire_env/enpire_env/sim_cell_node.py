@@ -3,6 +3,8 @@
 Per robot namespace:
   sub  arm_controller/joint_trajectory      trajectory_msgs/JointTrajectory (arm and gripper)
   sub  gripper_controller/joint_trajectory  trajectory_msgs/JointTrajectory (gripper only)
+  sub  policy/joint_trajectory              through the safety filter, in this process
+  pub  safety/status                        (safety_filter: true; see safety_filter_node)
   pub  joint_states                         sensor_msgs/JointState       (every control step)
   pub  camera/image_raw                     sensor_msgs/Image rgb8, top-down (camera_hz)
   pub  clock                                rosgraph_msgs/Clock: the cell's own clock
@@ -18,7 +20,7 @@ import threading
 import time
 
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -28,9 +30,10 @@ from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.camera_sim import CameraConfig, SyntheticCamera
 from enpire_env.kinematics import JOINT_NAMES, So101Kinematics
-from enpire_env.node_utils import declare, run_node
+from enpire_env.node_utils import StreamNode, declare, run_node
 from enpire_env.perception import TopDownPerception, load_perception
 from enpire_env.ros_conversions import image_to_msg, stamp_from_seconds, trajectory_points
+from enpire_env.safety_filter_node import SafetyGate, declare_safety_config
 from enpire_env.sim_cell import CellConfig, CommandError, PushTCell
 from enpire_env.tasks import PUSHT
 from enpire_msgs.msg import BlockPose, SimGroundTruth
@@ -136,23 +139,32 @@ class SimCellNode(Node):
         self._steps = 0
 
         group = ReentrantCallbackGroup()
-        # commands are applied one at a time, in arrival order (a hold must not be overtaken
-        # by the trajectory it stops)
-        commands = MutuallyExclusiveCallbackGroup()
+        filtered = declare(
+            self, "safety_filter", True,
+            "Run enpire's safety filter in this process: policies' commands on "
+            "policy/joint_trajectory are checked (joint limits, tool-tip box, speed, watchdog, "
+            "emergency stop) and applied here, one DDS hop less per control step than a "
+            "separate safety_filter node (then set this false). Its parameters "
+            "(workspace_min/max, speed_scale, watchdog_timeout) come from the safety_filter "
+            "block of the params file.",
+        )  # fmt: skip
+        safety_cfg = declare_safety_config(self) if filtered else None
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.joint_pub = self.create_publisher(JointState, "joint_states", reliable)
         self.image_pub = self.create_publisher(Image, "camera/image_raw", 2)
         self.clock_pub = self.create_publisher(Clock, "clock", 10)
         self.truth_pub = self.create_publisher(SimGroundTruth, "sim/ground_truth", 10)
         self.pose_pub = self.create_publisher(BlockPose, "perception/block_pose", reliable)
-        self.create_subscription(
-            JointTrajectory, "arm_controller/joint_trajectory", self._on_trajectory, reliable,
-            callback_group=commands,
-        )  # fmt: skip
-        self.create_subscription(
-            JointTrajectory, "gripper_controller/joint_trajectory", self._on_trajectory,
-            reliable, callback_group=commands,
-        )  # fmt: skip
+        # commands arrive, one at a time in arrival order (a hold must not be overtaken by the
+        # trajectory it stops), on the stream thread: the control step's hot path
+        self._streams = StreamNode(self)
+        for topic in ("arm_controller/joint_trajectory", "gripper_controller/joint_trajectory"):
+            self._streams.subscribe(JointTrajectory, topic, self._on_trajectory, reliable)
+        self.safety = None
+        if safety_cfg is not None:
+            self.safety = SafetyGate(
+                self, safety_cfg, self._on_filtered, self._streams, self.cell.kin
+            )
         self.create_service(TeleportBlock, "sim/teleport", self._on_teleport, callback_group=group)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -163,19 +175,31 @@ class SimCellNode(Node):
 
     # --- inputs ---------------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectory) -> None:
+        self._command(msg, None)
+
+    def _on_filtered(self, points) -> None:
+        """What the safety filter lets through: points to follow, or None to hold."""
+        self._command(None, points or [])
+
+    def _command(self, msg: JointTrajectory | None, points) -> None:
         with self._lock:
+            if msg is not None and msg.points:
+                span = msg.points[-1].time_from_start
+                span = span.sec + span.nanosec * 1e-9
+            else:
+                span = points[-1][0] if points else None
             # a stream is short commands one after another (a policy at control rate); a
             # planned motion (e.g. a reset's pick-and-place) runs freely at time_scale
-            span = msg.points[-1].time_from_start if msg.points else None
-            streamed = span is not None and span.sec + span.nanosec * 1e-9 <= self.lockstep_window
+            streamed = span is not None and span <= self.lockstep_window
             self._last_cmd_t = self.cell.t if streamed else -1e9
             self._last_activity_t = self.cell.t
             self._cmd_event.set()
-            if not msg.points:  # as joint_trajectory_controller: an empty trajectory stops
+            if span is None:  # as joint_trajectory_controller: an empty trajectory stops
                 self.cell.hold()
                 return
             try:
-                points = trajectory_points(msg, JOINT_NAMES, self.cell._setpoint())
+                if msg is not None:
+                    points = trajectory_points(msg, JOINT_NAMES, self.cell._setpoint())
                 clipped = self.cell.command(points)
             except (ValueError, CommandError) as e:
                 self.cell.rejected_commands += 1
@@ -287,6 +311,8 @@ class SimCellNode(Node):
         js = JointState(name=list(JOINT_NAMES), position=q, velocity=dq)
         js.header.stamp = stamp
         self.joint_pub.publish(js)
+        if self.safety is not None:
+            self.safety.on_state(np.asarray(q), t)
         if truth:
             self._publish_truth(gt, t, stamp, rejected, clipped)
         if perceive:
@@ -337,6 +363,8 @@ class SimCellNode(Node):
         if hasattr(self, "_thread"):  # not when __init__ failed before the loop started
             self._stop.set()
             self._thread.join(2.0)
+        if hasattr(self, "_streams"):
+            self._streams.close()
         super().destroy_node()
 
 

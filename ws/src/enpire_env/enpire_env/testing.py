@@ -204,8 +204,8 @@ class NodeProcess:
 
 
 def one_cell(time_scale: float, robot: str = "robot_0") -> dict[str, NodeProcess]:
-    """The robot side of a one-robot fleet: a simulated cell (small, slow camera: cheap), its
-    safety filter and an env_node."""
+    """The robot side of a one-robot fleet: a simulated cell (small, slow camera: cheap; its
+    safety filter runs inside it) and an env_node."""
     return {
         "cell": NodeProcess(
             "enpire_env.sim_cell_node",
@@ -220,7 +220,6 @@ def one_cell(time_scale: float, robot: str = "robot_0") -> dict[str, NodeProcess
                 "camera_size:=64",
             ],
         ),
-        "safety": NodeProcess("enpire_env.safety_filter_node", ["-r", f"__ns:=/{robot}"]),
         "env": NodeProcess("enpire_env.env_node", ["-p", f"robots:=[{robot}]"]),
     }
 

@@ -203,14 +203,55 @@ def _soft_template(pose, xs: np.ndarray, ys: np.ndarray, k: float) -> np.ndarray
     c, s = math.cos(th), math.sin(th)
     dx, dy = xs - x, ys - y
     lx, ly = c * dx + s * dy, -s * dx + c * dy
-    sd = np.full(xs.shape, np.inf)
+    return np.clip(0.5 - (_tee_sdf(lx, ly)[0] - OUTLINE_PX) / k, 0.0, 1.0)
+
+
+def _tee_sdf(lx: np.ndarray, ly: np.ndarray):
+    """Signed distance of body-frame points to the T (the nearer of its two boxes) and its
+    gradient (d/dlx, d/dly)."""
+    sd = gx = gy = None
     for lo, hi in _RECTS:
         cx, cy = (lo + hi) / 2
         hx, hy = (hi - lo) / 2
-        qx, qy = np.abs(lx - cx) - hx, np.abs(ly - cy) - hy
-        out = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0))
-        sd = np.minimum(sd, out + np.minimum(np.maximum(qx, qy), 0))
-    return np.clip(0.5 - (sd - OUTLINE_PX) / k, 0.0, 1.0)
+        ux, uy = lx - cx, ly - cy
+        qx, qy = np.abs(ux) - hx, np.abs(uy) - hy
+        ox, oy = np.maximum(qx, 0), np.maximum(qy, 0)
+        out = np.hypot(ox, oy)
+        d = out + np.minimum(np.maximum(qx, qy), 0)
+        # outside: along (ox, oy) from the nearest point; inside: out through the nearer side
+        safe = np.where(out > 0, out, 1.0)
+        inside_x = qx > qy
+        rx = np.where(out > 0, ox / safe, inside_x) * np.sign(ux)
+        ry = np.where(out > 0, oy / safe, ~inside_x) * np.sign(uy)
+        if sd is None:
+            sd, gx, gy = d, rx, ry
+        else:
+            nearer = d < sd
+            sd, gx, gy = (
+                np.where(nearer, d, sd),
+                np.where(nearer, rx, gx),
+                np.where(nearer, ry, gy),
+            )
+    return sd, gx, gy
+
+
+def _soft_template_centroid(g, xs: np.ndarray, ys: np.ndarray, k: float):
+    """:func:`_soft_template` at centroid parameters ``g`` = (cx, cy, theta), with its Jacobian
+    over them (analytic: the least-squares fit needs no finite differences)."""
+    cx, cy, th = g
+    c, s = math.cos(th), math.sin(th)
+    ux, uy = xs - cx, ys - cy
+    lcx, lcy = LOCAL_CENTROID
+    lx, ly = c * ux + s * uy + lcx, -s * ux + c * uy + lcy  # body frame
+    sd, gx, gy = _tee_sdf(lx, ly)
+    raw = 0.5 - (sd - OUTLINE_PX) / k
+    tpl = np.clip(raw, 0.0, 1.0)
+    slope = np.where((raw > 0.0) & (raw < 1.0), -1.0 / k, 0.0)
+    jac = np.empty((len(xs), 3))
+    jac[:, 0] = slope * (-c * gx + s * gy)
+    jac[:, 1] = slope * (-s * gx - c * gy)
+    jac[:, 2] = slope * (gx * (ly - lcy) - gy * (lx - lcx))
+    return tpl, jac
 
 
 def _refine_soft(start: np.ndarray, seg: Segmentation):
@@ -235,12 +276,24 @@ def _refine_soft(start: np.ndarray, seg: Segmentation):
     target = obs[care]
     c0 = start.copy()
 
-    def resid(g):
-        return _soft_template(_pose_from_centroid(*g), px, py, k) - target
+    last: dict = {}
 
-    fit = least_squares(resid, c0, x_scale=[1.0, 1.0, 0.01], diff_step=[1e-3, 1e-3, 1e-3])
+    def model(g):  # least_squares asks for the residual and then the Jacobian at one point
+        key = g.tobytes()
+        if key not in last:
+            last.clear()
+            last[key] = _soft_template_centroid(g, px, py, k)
+        return last[key]
+
+    def resid(g):
+        return model(g)[0] - target
+
+    def jac(g):
+        return model(g)[1]
+
+    fit = least_squares(resid, c0, jac=jac, x_scale=[1.0, 1.0, 0.01])
     best = fit.x if fit.success else start
-    tpl = _soft_template(_pose_from_centroid(*best), px, py, k)
+    tpl = _soft_template_centroid(best, px, py, k)[0]
     return best, float(np.abs(tpl - target).sum() / max(tpl.sum(), 1.0))
 
 

@@ -17,39 +17,47 @@ from enpire_msgs.msg import SafetyStatus, SimGroundTruth
 pytestmark = pytest.mark.xdist_group("safety_filter_node")
 
 
-@pytest.fixture(scope="module")
-def rig(ros_domain_module, ros_context_module):
+@pytest.fixture(scope="module", params=["separate_node", "inside_the_cell"])
+def rig(request, ros_domain_module, ros_context_module):
+    """The same safety checks, run by a safety_filter node in front of a cell (as for hardware)
+    and inside a simulated cell (its ``safety_filter`` parameter, as in a simulated fleet)."""
+    separate = request.param == "separate_node"
     cell = NodeProcess(
         "enpire_env.sim_cell_node",
-        ["-r", "__ns:=/robot_0", "-p", "time_scale:=5.0", "-p", "camera_hz:=1.0"],
+        ["-r", "__ns:=/robot_0", "-p", "time_scale:=5.0", "-p", "camera_hz:=1.0",
+         "-p", f"safety_filter:={str(not separate).lower()}"],
+    )  # fmt: skip
+    filt = (
+        NodeProcess("enpire_env.safety_filter_node", ["-r", "__ns:=/robot_0"])
+        if separate
+        else None
     )
-    filt = NodeProcess("enpire_env.safety_filter_node", ["-r", "__ns:=/robot_0"])
     probe = TopicProbe(ros_context_module)
     try:
         assert cell.wait_for_output("ready"), cell.output
-        assert filt.wait_for_output("ready"), filt.output
+        assert filt is None or filt.wait_for_output("ready"), filt.output
         probe.watch("/robot_0/sim/ground_truth", SimGroundTruth, qos=1)
         probe.watch("/robot_0/safety/status", SafetyStatus, qos=1)
         probe.wait_for("/robot_0/sim/ground_truth")
-        _wired(probe)
+        _wired(probe, separate)
         yield probe, So101Kinematics()
     finally:
         probe.close()
-        filt.stop()
+        if filt is not None:
+            filt.stop()
         cell.stop()
 
 
-def _wired(probe, timeout=30.0):
+def _wired(probe, separate: bool, timeout=30.0):
     """Wait until commands can reach the arm: the filter has the arm's joint states (it
-    forwards a command to the arm's present pose) and filter and cell see each other (both
-    processes start together; on a loaded machine discovery takes seconds, and a command the
-    filter forwards before the cell's subscription is matched is lost)."""
+    forwards a command to the arm's present pose) and, when it is a node of its own, filter and
+    cell see each other (both processes start together; on a loaded machine discovery takes
+    seconds, and a command the filter forwards before the cell's subscription is matched is
+    lost)."""
     deadline = time.monotonic() + timeout
-    topic = "/robot_0/arm_controller/joint_trajectory"
-    node = probe.node
-    while time.monotonic() < deadline:
-        if node.count_publishers(topic) and node.count_subscribers(topic):
-            break
+    node, arm = probe.node, "/robot_0/arm_controller/joint_trajectory"
+    while separate and not (node.count_publishers(arm) and node.count_subscribers(arm)):
+        assert time.monotonic() < deadline, "the filter's output never met the cell"
         time.sleep(0.1)
     while time.monotonic() < deadline:
         st = probe.latest("/robot_0/safety/status")

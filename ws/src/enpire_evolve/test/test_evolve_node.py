@@ -54,8 +54,6 @@ def test_evolve_node_runs_agents_on_the_fleet_resumes_after_a_kill_and_reports(
         )
         for i, r in enumerate(ROBOTS)
     }
-    procs.update({f"{r}/safety": NodeProcess("enpire_env.safety_filter_node",
-                                             ["-r", f"__ns:=/{r}"]) for r in ROBOTS})  # fmt: skip
     procs["env"] = NodeProcess("enpire_env.env_node", ["-p", robots_param])
     procs["rollout"] = NodeProcess("enpire_rollout.rollout_node", [
         "-p", robots_param, "-p", f"data_dir:={data}", "-p", f"time_scale:={TIME_SCALE}",

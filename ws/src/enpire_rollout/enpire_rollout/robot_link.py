@@ -18,7 +18,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.goal_liveness import Liveness, ServerGoneError, send_goal, wait_result
 from enpire_env.kinematics import JOINT_NAMES
-from enpire_env.node_utils import joint_positions, transient_subscription
+from enpire_env.node_utils import StreamNode, joint_positions
 from enpire_env.pusht_geometry import GOAL_POSE, coverage
 from enpire_env.ros_cell_port import DISCOVERY_TIMEOUT
 from enpire_env.ros_conversions import make_trajectory, msg_to_image, seconds_from_stamp
@@ -40,7 +40,7 @@ class RobotLink:
         kin,
         cell_cfg,
         record_video: bool,
-        streams: Node | None = None,
+        streams: StreamNode | None = None,
         dt: float = 0.1,
         cell_timeout: float = 3.0,
         reset_mode: str = "",
@@ -53,7 +53,7 @@ class RobotLink:
         self.kin, self.cell_cfg, self.dt, self.cell_timeout = kin, cell_cfg, dt, cell_timeout
         self._state: JointState | None = None  # the state the episode's step acts on
         self._state_tick = 0
-        self.streams = streams or node  # where the robot's topic subscriptions live
+        self.streams = streams or StreamNode(node)  # where the robot's topics arrive
         self._cv = threading.Condition()
         self._js: JointState | None = None
         self._js_wall = 0.0
@@ -82,15 +82,13 @@ class RobotLink:
         ]
         if self._record_video:
             topics.append((Image, "camera/image_raw", self._on_image, 2))
-        group = self._group if self.streams is self.node else None
         self._subs = [
-            transient_subscription(self.streams, t, f"{self._ns}/{name}", cb, qos, group)
-            for t, name, cb, qos in topics
+            self.streams.subscribe(t, f"{self._ns}/{name}", cb, qos) for t, name, cb, qos in topics
         ]
 
     def close(self) -> None:
         for s in self._subs:
-            self.streams.destroy_subscription(s)
+            self.streams.unsubscribe(s)
         self._subs = []
 
     def wait_alive(self, timeout: float) -> bool:

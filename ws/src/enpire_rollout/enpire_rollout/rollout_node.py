@@ -120,7 +120,7 @@ class RolloutNode(Node):
                 kin,
                 cell_cfg,
                 cfg.video_size > 0 or mcap_every > 0,
-                self._streams.node,
+                self._streams,
                 1.0 / cfg.control_hz,
                 cfg.cell_timeout,
                 reset_mode,

@@ -37,7 +37,7 @@ def ros_robot(ros_domain_module, ros_context_module):
         threading.Thread(target=executor.spin, daemon=True).start()
         streams = StreamNode(node)
         link = RobotLink(node, "robot_0", None, So101Kinematics(), CellConfig(), True,
-                         streams.node, 0.1, 5.0, "teleport", 60.0)  # fmt: skip
+                         streams, 0.1, 5.0, "teleport", 60.0)  # fmt: skip
         yield link
         link.close()
         streams.close()

@@ -40,8 +40,6 @@ def _rollout_node(data):
 def fleet(ros_domain_module, ros_context_module, tmp_path_factory):
     data = tmp_path_factory.mktemp("faults-data")
     procs = {r: _cell(r, i) for i, r in enumerate(ROBOTS)}
-    procs.update({f"{r}/safety": NodeProcess("enpire_env.safety_filter_node",
-                                             ["-r", f"__ns:=/{r}"]) for r in ROBOTS})  # fmt: skip
     procs["env"] = NodeProcess("enpire_env.env_node", ["-p", "robots:=[robot_0, robot_1]",
                                                         "-p", "cell_timeout:=2.0"])  # fmt: skip
     procs["rollout"] = _rollout_node(data)

@@ -45,12 +45,6 @@ def fleet(ros_domain_module, ros_context_module, tmp_path_factory):
     data = tmp_path_factory.mktemp("rollout-data")
     robots_param = "robots:=[" + ", ".join(ROBOTS) + "]"
     procs = {r: _cell(r, i) for i, r in enumerate(ROBOTS)}
-    procs.update(
-        {
-            f"{r}/safety": NodeProcess("enpire_env.safety_filter_node", ["-r", f"__ns:=/{r}"])
-            for r in ROBOTS
-        }
-    )
     procs["env"] = NodeProcess(
         "enpire_env.env_node", ["-p", robots_param, "-p", "cell_timeout:=2.0"]
     )

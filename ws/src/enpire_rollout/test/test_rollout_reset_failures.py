@@ -26,8 +26,6 @@ def fleet(ros_domain_module, ros_context_module, tmp_path_factory):
             "-p", "camera_hz:=2.0", "-p", "camera_size:=64",
         ]) for i, r in enumerate(ROBOTS)
     }  # fmt: skip
-    procs.update({f"{r}/safety": NodeProcess("enpire_env.safety_filter_node",
-                                             ["-r", f"__ns:=/{r}"]) for r in ROBOTS})  # fmt: skip
     env_args = ["-p", "robots:=[robot_0]", "-p", "default_mode:=teleport"]
     procs["env"] = NodeProcess("enpire_env.env_node", env_args)
     procs["rollout"] = NodeProcess("enpire_rollout.rollout_node", [

@@ -44,7 +44,6 @@ def test_rollout_through_the_synthetic_camera(ros_domain, ros_context, calibrati
                 f"calibration_dir:={calibration_dir}",
             ],
         ),  # fmt: skip
-        "safety": NodeProcess("enpire_env.safety_filter_node", ["-r", "__ns:=/robot_0"]),
         "env": NodeProcess(
             "enpire_env.env_node",
             [
