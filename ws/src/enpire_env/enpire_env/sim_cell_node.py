@@ -6,6 +6,8 @@ Per robot namespace:
   sub  policy/joint_trajectory              through the safety filter, in this process
   pub  safety/status                        (safety_filter: true; see safety_filter_node)
   pub  joint_states                         sensor_msgs/JointState       (every control step)
+  pub  cell_state                           enpire_msgs/CellState: joint states and block pose
+                                            in one message (every step, while subscribed)
   pub  camera/image_raw                     sensor_msgs/Image rgb8, top-down (camera_hz)
   pub  clock                                rosgraph_msgs/Clock: the cell's own clock
   pub  sim/ground_truth                     enpire_msgs/SimGroundTruth (tests/benchmarks only)
@@ -36,7 +38,7 @@ from enpire_env.ros_conversions import image_to_msg, stamp_from_seconds, traject
 from enpire_env.safety_filter_node import SafetyGate, declare_safety_config
 from enpire_env.sim_cell import CellConfig, CommandError, PushTCell
 from enpire_env.tasks import PUSHT
-from enpire_msgs.msg import BlockPose, SimGroundTruth
+from enpire_msgs.msg import BlockPose, CellState, SimGroundTruth
 from enpire_msgs.srv import TeleportBlock
 
 
@@ -155,6 +157,15 @@ class SimCellNode(Node):
         self.clock_pub = self.create_publisher(Clock, "clock", 10)
         self.truth_pub = self.create_publisher(SimGroundTruth, "sim/ground_truth", 10)
         self.pose_pub = self.create_publisher(BlockPose, "perception/block_pose", reliable)
+        self.state_pub = None
+        if declare(
+            self, "cell_state", True,
+            "Publish cell_state (joint states and block pose in one message per step) while "
+            "someone subscribes; false: only the topics a ros2_control cell with a perception "
+            "node has (the rollout node then reads joint_states and perception/block_pose).",
+        ):  # fmt: skip
+            self.state_pub = self.create_publisher(CellState, "cell_state", reliable)
+        self._pose = BlockPose(visible=False)  # the latest perception, for cell_state
         # commands arrive, one at a time in arrival order (a hold must not be overtaken by the
         # trajectory it stops), on the stream thread: the control step's hot path
         self._streams = StreamNode(self)
@@ -290,7 +301,8 @@ class SimCellNode(Node):
             q, dq = self.cell.q.tolist(), self.cell.dq.tolist()
             rejected, clipped = self.cell.rejected_commands, self.cell.clipped_commands
             # nothing is rendered, estimated or sent that nobody subscribes to
-            perceive = self.pose_pub.get_subscription_count() > 0
+            combined = self.state_pub is not None and self.state_pub.get_subscription_count() > 0
+            perceive = combined or self.pose_pub.get_subscription_count() > 0
             truth = self.truth_pub.get_subscription_count() > 0
             gt = self.cell.ground_truth() if perceive or truth else {}
             img = None
@@ -316,7 +328,13 @@ class SimCellNode(Node):
         if truth:
             self._publish_truth(gt, t, stamp, rejected, clipped)
         if perceive:
-            self._publish_pose(gt, img, stamp)
+            pose = self._perceive(gt, img, stamp)
+            if pose is not None:
+                self._pose = pose
+                self.pose_pub.publish(pose)
+        if combined:
+            self.state_pub.publish(CellState(header=js.header, name=js.name, position=q,
+                                             velocity=dq, block_pose=self._pose))  # fmt: skip
         if img is not None and self.image_pub.get_subscription_count():
             msg = image_to_msg(img)
             msg.header.stamp = stamp
@@ -338,26 +356,23 @@ class SimCellNode(Node):
         truth.header.stamp = stamp
         self.truth_pub.publish(truth)
 
-    def _publish_pose(self, gt: dict, img, stamp) -> None:
+    def _perceive(self, gt: dict, img, stamp) -> BlockPose | None:
+        """The block pose perception gives now (None: no new estimate this step)."""
         header = Header(stamp=stamp)
-        pose = None
         if self.perception == "model":
             pose = np.asarray(gt["block_pose"]) + self._perception_rng.normal(
                 0.0, self.perception_noise
             )
-            mismatch = 0.0
-        elif self.perception == "camera" and img is not None:
+            return BlockPose(header=header, visible=True, x=float(pose[0]), y=float(pose[1]),
+                             theta=float(pose[2]), mismatch=0.0, source="sim_model")  # fmt: skip
+        if self.perception == "camera" and img is not None:
             est = self._perception.estimate(img)
-            pose, mismatch = (None, 1.0) if est is None else (est.pose, est.mismatch)
             if est is None:
-                self.pose_pub.publish(BlockPose(header=header, visible=False,
-                                                source="camera"))  # fmt: skip
-        if pose is not None:
-            self.pose_pub.publish(
-                BlockPose(header=header, visible=True, x=float(pose[0]),
-                          y=float(pose[1]), theta=float(pose[2]), mismatch=float(mismatch),
-                          source="sim_model" if self.perception == "model" else "camera")
-            )  # fmt: skip
+                return BlockPose(header=header, visible=False, source="camera")
+            return BlockPose(header=header, visible=True, x=float(est.pose[0]),
+                             y=float(est.pose[1]), theta=float(est.pose[2]),
+                             mismatch=float(est.mismatch), source="camera")  # fmt: skip
+        return None
 
     def destroy_node(self) -> None:
         if hasattr(self, "_thread"):  # not when __init__ failed before the loop started

@@ -203,23 +203,19 @@ class NodeProcess:
         self.stop()
 
 
+def sim_cell(time_scale: float, robot: str = "robot_0", *params: str) -> NodeProcess:
+    """A simulated cell (small, slow camera: cheap; its safety filter inside), with more
+    ``params`` as ``name:=value``."""
+    args = ["-r", f"__ns:=/{robot}", "-p", f"time_scale:={time_scale}"]
+    for p in ("camera_hz:=2.0", "camera_size:=64", *params):
+        args += ["-p", p]
+    return NodeProcess("enpire_env.sim_cell_node", args)
+
+
 def one_cell(time_scale: float, robot: str = "robot_0") -> dict[str, NodeProcess]:
-    """The robot side of a one-robot fleet: a simulated cell (small, slow camera: cheap; its
-    safety filter runs inside it) and an env_node."""
+    """The robot side of a one-robot fleet: a simulated cell and an env_node."""
     return {
-        "cell": NodeProcess(
-            "enpire_env.sim_cell_node",
-            [
-                "-r",
-                f"__ns:=/{robot}",
-                "-p",
-                f"time_scale:={time_scale}",
-                "-p",
-                "camera_hz:=2.0",
-                "-p",
-                "camera_size:=64",
-            ],
-        ),
+        "cell": sim_cell(time_scale, robot),
         "env": NodeProcess("enpire_env.env_node", ["-p", f"robots:=[{robot}]"]),
     }
 

@@ -23,7 +23,7 @@ from enpire_env.pusht_geometry import GOAL_POSE, coverage
 from enpire_env.ros_cell_port import DISCOVERY_TIMEOUT
 from enpire_env.ros_conversions import make_trajectory, msg_to_image, seconds_from_stamp
 from enpire_msgs.action import Reset
-from enpire_msgs.msg import BlockPose
+from enpire_msgs.msg import BlockPose, CellState
 from enpire_policy.episode import CellLostError
 from enpire_rollout.mcap_log import McapEpisodeLog
 from enpire_rollout.rollout_service import Recorder, ResetReport
@@ -76,10 +76,13 @@ class RobotLink:
         with self._cv:
             self._js, self._pose, self._image = None, None, None
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        topics = [
-            (JointState, "joint_states", self._on_js, reliable),
-            (BlockPose, "perception/block_pose", self._on_pose, reliable),
-        ]
+        if self.node.count_publishers(f"{self._ns}/cell_state"):  # one message per step
+            topics = [(CellState, "cell_state", self._on_cell_state, reliable)]
+        else:  # a cell of standard topics only (ros2_control and a perception node)
+            topics = [
+                (JointState, "joint_states", self._on_js, reliable),
+                (BlockPose, "perception/block_pose", self._on_pose, reliable),
+            ]
         if self._record_video:
             topics.append((Image, "camera/image_raw", self._on_image, 2))
         self._subs = [
@@ -113,6 +116,18 @@ class RobotLink:
             self._cv.notify_all()
         for f in list(self.listeners):
             f("joint_states", msg)
+
+    def _on_cell_state(self, msg: CellState) -> None:
+        """Both halves of a cell_state, as if they had come on their own topics (the MCAP log
+        records them so); the pose only when perception gave a new one."""
+        pose = msg.block_pose
+        with self._cv:
+            last = self._pose
+        if (pose.visible or pose.source) and (last is None or pose.header != last.header):
+            self._on_pose(pose)
+        js = JointState(name=msg.name, position=msg.position, velocity=msg.velocity)
+        js.header = msg.header
+        self._on_js(js)
 
     def _on_pose(self, msg: BlockPose) -> None:
         with self._cv:

@@ -1,17 +1,19 @@
 """The robot port contract, as Gymnasium's ``check_env`` is for environments: the same cases
 against both adapters the rollout service drives, the in-process simulated cell (SimRobot)
-and the ROS robot (RobotLink: a sim cell node, its safety filter and EN in their own
-processes, over DDS)."""
+and the ROS robot (RobotLink: a sim cell node with its safety filter, and EN, in their own
+processes, over DDS), the latter reading the cell's one-message cell_state ("ros") and, as for
+a cell of standard topics only, joint_states and perception/block_pose ("ros_topics")."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
 
 from enpire_env.tasks import PUSHT
-from enpire_env.testing import one_cell, running
+from enpire_env.testing import running, sim_cell
 from enpire_policy.episode import TipControl, run_on_port
 from enpire_policy.interface import Action
 from enpire_rollout.rollout_service import FleetRobot, SimRobot
@@ -21,33 +23,67 @@ OBS_KEYS = {"tip", "tip_height", "joints", "step", "dt", "goal_pose", "block_pos
 
 
 @pytest.fixture(scope="module")
-def ros_robot(ros_domain_module, ros_context_module):
+def ros_links(ros_domain_module, ros_context_module):
+    """Two ROS robots of one fleet (one EN for both): robot_0's cell offers cell_state,
+    robot_1's only the standard topics."""
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
 
     from enpire_env.kinematics import So101Kinematics
     from enpire_env.node_utils import StreamNode
     from enpire_env.sim_cell import CellConfig
+    from enpire_env.testing import NodeProcess
     from enpire_rollout.robot_link import RobotLink
 
-    with running(one_cell(4.0)):
+    procs = {
+        "cell_0": sim_cell(4.0, "robot_0"),
+        "cell_1": sim_cell(4.0, "robot_1", "cell_state:=false"),
+        "env": NodeProcess("enpire_env.env_node", ["-p", "robots:=[robot_0, robot_1]"]),
+    }
+    with running(procs):
         node = rclpy.create_node("port_contract", context=ros_context_module)
         executor = MultiThreadedExecutor(4, context=ros_context_module)
         executor.add_node(node)
         threading.Thread(target=executor.spin, daemon=True).start()
         streams = StreamNode(node)
-        link = RobotLink(node, "robot_0", None, So101Kinematics(), CellConfig(), True,
-                         streams, 0.1, 5.0, "teleport", 60.0)  # fmt: skip
-        yield link
-        link.close()
+        links = {
+            r: RobotLink(
+                node,
+                r,
+                None,
+                So101Kinematics(),
+                CellConfig(),
+                True,
+                streams,
+                0.1,
+                5.0,
+                "teleport",
+                60.0,
+            )  # fmt: skip
+            for r in ("robot_0", "robot_1")
+        }
+        deadline = time.monotonic() + 10  # the cells' publishers are known before the tests
+        while time.monotonic() < deadline and not all(
+            node.count_publishers(f"/{r}/joint_states") for r in links
+        ):
+            time.sleep(0.1)
+        assert node.count_publishers("/robot_0/cell_state") == 1
+        assert node.count_publishers("/robot_1/cell_state") == 0
+        yield links
+        for link in links.values():
+            link.close()
         streams.close()
         executor.shutdown()
         node.destroy_node()
 
 
-@pytest.fixture(params=["sim", "ros"])
+@pytest.fixture(params=["sim", "ros", "ros_topics"])
 def robot(request) -> FleetRobot:
-    robot = SimRobot("robot_0") if request.param == "sim" else request.getfixturevalue("ros_robot")
+    if request.param == "sim":
+        robot = SimRobot("robot_0")
+    else:
+        links = request.getfixturevalue("ros_links")
+        robot = links["robot_0" if request.param == "ros" else "robot_1"]
     assert isinstance(robot, FleetRobot)
     robot.open()
     assert robot.wait_alive(5.0)
