@@ -173,6 +173,8 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
         return NodeSpec(package, executable, name, namespace, p)
 
     nodes = []
+    # simulated cells run the safety filter themselves, with the safety_filter block's values
+    filter_in_cell = cfg.sim and params.get("sim_cell", {}).get("safety_filter", True)
     if cfg.sim:
         for i, robot in enumerate(cfg.robots):
             extra = {} if cfg.time_scale is None else {"time_scale": float(cfg.time_scale)}
@@ -180,14 +182,13 @@ def plan_nodes(cfg: FleetConfig) -> list[NodeSpec]:
                 extra["camera_model"] = cfg.camera
             if cfg.calibration_dir:
                 extra["calibration_dir"] = str(cfg.calibration_dir)
-            if params.get("sim_cell", {}).get("safety_filter", True):
-                # the cell runs the filter itself, with the safety_filter block's values
+            if filter_in_cell:
                 extra = {**params.get("safety_filter", {}), **extra}
             nodes.append(node("enpire_env", "sim_cell_node", "sim_cell", robot, seed=i, **extra))
     else:
         for i, robot in enumerate(cfg.robots):
             nodes += hardware_nodes(cfg, robot, i, params)
-    if not cfg.sim or not params.get("sim_cell", {}).get("safety_filter", True):
+    if not filter_in_cell:
         for robot in cfg.robots:
             nodes.append(node("enpire_env", "safety_filter_node", "safety_filter", robot))
     cal = {} if not cfg.calibration_dir else {"calibration_dir": str(cfg.calibration_dir)}

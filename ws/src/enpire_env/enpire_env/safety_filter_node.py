@@ -151,7 +151,6 @@ class SafetyFilterNode(Node):
         self.gate = SafetyGate(
             self, cfg, self._forward, self._streams, So101Kinematics(urdf or None)
         )
-        self.filter = self.gate.filter
         self._streams.subscribe(JointState, "joint_states", self._on_joints, reliable)
         self.get_logger().info(f"safety filter ready for {self.gate.robot_id}")
 

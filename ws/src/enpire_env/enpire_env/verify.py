@@ -197,15 +197,6 @@ def _soft_observed(img: np.ndarray, roi) -> np.ndarray:
     return unmix(img[roi].astype(float), _FILL, _BACKGROUNDS)[0]
 
 
-def _soft_template(pose, xs: np.ndarray, ys: np.ndarray, k: float) -> np.ndarray:
-    """Fraction of each pixel (centres xs, ys in workspace px, width k) inside the T."""
-    x, y, th = pose
-    c, s = math.cos(th), math.sin(th)
-    dx, dy = xs - x, ys - y
-    lx, ly = c * dx + s * dy, -s * dx + c * dy
-    return np.clip(0.5 - (_tee_sdf(lx, ly)[0] - OUTLINE_PX) / k, 0.0, 1.0)
-
-
 def _tee_sdf(lx: np.ndarray, ly: np.ndarray):
     """Signed distance of body-frame points to the T (the nearer of its two boxes) and its
     gradient (d/dlx, d/dly)."""
@@ -236,8 +227,9 @@ def _tee_sdf(lx: np.ndarray, ly: np.ndarray):
 
 
 def _soft_template_centroid(g, xs: np.ndarray, ys: np.ndarray, k: float):
-    """:func:`_soft_template` at centroid parameters ``g`` = (cx, cy, theta), with its Jacobian
-    over them (analytic: the least-squares fit needs no finite differences)."""
+    """Fraction of each pixel (centres xs, ys in workspace px, width k) inside the T at
+    centroid parameters ``g`` = (cx, cy, theta), with its Jacobian over them (analytic: the
+    least-squares fit needs no finite differences)."""
     cx, cy, th = g
     c, s = math.cos(th), math.sin(th)
     ux, uy = xs - cx, ys - cy
