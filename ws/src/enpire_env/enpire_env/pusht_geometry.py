@@ -50,9 +50,64 @@ def _shapely(pose):
 
 
 def coverage(pose) -> float:
-    """area(block ∩ goal) / area(goal), gym-pusht's rule."""
-    goal = _shapely(GOAL_POSE)
-    return float(_shapely(pose).intersection(goal).area / goal.area)
+    """area(block ∩ goal) / area(goal), gym-pusht's rule. ``PushTEnv._get_coverage`` computes
+    it with shapely; this is the same area in ~20 instead of ~240 us (the per-step reward).
+    The T's two rectangles do not overlap, so the intersection's area is the sum over the four
+    pairs of a block and a goal rectangle, each pair clipped in the goal rectangle's frame."""
+    goal_boxes, goal_area = _goal_boxes()
+    x, y, th = (float(v) for v in pose)
+    area = 0.0
+    for (gx, gy, gc, gs), (lo, hi) in goal_boxes:
+        # the block's rectangles in this goal rectangle's frame: rotate by th - goal angle
+        dx, dy = x - gx, y - gy
+        ox, oy = gc * dx + gs * dy, -gs * dx + gc * dy
+        c, s = gc * math.cos(th) + gs * math.sin(th), gc * math.sin(th) - gs * math.cos(th)
+        for poly in _local_lists():
+            pts = [(c * px - s * py + ox, s * px + c * py + oy) for px, py in poly]
+            area += _clipped_area(pts, lo, hi)
+    return area / goal_area
+
+
+@functools.cache
+def _local_lists() -> tuple:
+    return tuple(tuple(map(tuple, p.tolist())) for p in _reference())
+
+
+@functools.cache
+def _goal_boxes():
+    """Each goal rectangle as (origin x, y, cos, sin of the goal angle) and its axis-aligned
+    bounds in that frame; and the goal's area."""
+    gx, gy, gth = GOAL_POSE
+    frame = (gx, gy, math.cos(gth), math.sin(gth))
+    bounds = [(tuple(p.min(axis=0).tolist()), tuple(p.max(axis=0).tolist())) for p in _reference()]
+    area = sum((hi[0] - lo[0]) * (hi[1] - lo[1]) for lo, hi in bounds)  # axis-aligned in the body
+    return [(frame, b) for b in bounds], area
+
+
+def _clipped_area(pts, lo, hi) -> float:
+    """Area of a convex polygon clipped to the box [lo, hi] (Sutherland-Hodgman)."""
+    for axis, bound, keep_below in (
+        (0, lo[0], False),
+        (0, hi[0], True),
+        (1, lo[1], False),
+        (1, hi[1], True),
+    ):
+        out = []
+        n = len(pts)
+        for i in range(n):
+            p, q = pts[i], pts[(i + 1) % n]
+            p_in = p[axis] <= bound if keep_below else p[axis] >= bound
+            q_in = q[axis] <= bound if keep_below else q[axis] >= bound
+            if p_in:
+                out.append(p)
+            if p_in != q_in:
+                t = (bound - p[axis]) / (q[axis] - p[axis])
+                out.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
+        pts = out
+        if not pts:
+            return 0.0
+    n = len(pts)
+    return 0.5 * abs(sum(pts[i - 1][0] * pts[i][1] - pts[i][0] * pts[i - 1][1] for i in range(n)))
 
 
 def reward_from_coverage(cov: float) -> float:

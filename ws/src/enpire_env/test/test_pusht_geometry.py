@@ -21,12 +21,14 @@ def test_constants_match_gym_pusht(env):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_coverage_matches_gym_pusht(env, seed):
+@pytest.mark.parametrize("spread", [(10, 10, 0.2), (60, 60, 3.0)])
+def test_coverage_matches_gym_pusht(env, seed, spread):
     rng = np.random.default_rng(seed)
-    pose = np.array(geo.GOAL_POSE) + rng.normal(0, [10, 10, 0.2])
-    env.block.angle = pose[2]
-    env.block.position = tuple(pose[:2])
-    assert geo.coverage(pose) == pytest.approx(env._get_coverage(), abs=1e-9)
+    for _ in range(20):  # near the goal, and from no overlap to much
+        pose = np.array(geo.GOAL_POSE) + rng.normal(0, spread)
+        env.block.angle = pose[2]
+        env.block.position = tuple(pose[:2])
+        assert geo.coverage(pose) == pytest.approx(env._get_coverage(), abs=1e-12)
 
 
 def test_goal_pose_is_full_coverage_and_a_shift_is_not():

@@ -121,3 +121,50 @@ def test_ground_truth_and_render(cell):
     assert gt["success"] and gt["coverage"] == pytest.approx(1.0)
     img = cell.render(128)
     assert img.shape == (128, 128, 3) and img.dtype == np.uint8
+
+
+def test_physics_follows_gym_pushts_step_and_coverage_is_its_rule():
+    """The cell steps gym-pusht's physics without PushTEnv.step's coverage and observation:
+    a pushed block must move exactly as under PushTEnv.step, and the cell's coverage must be
+    the value PushTEnv.step reports."""
+    import gym_pusht  # noqa: F401
+    import gymnasium as gym
+
+    cell = PushTCell()
+    ref = gym.make("gym_pusht/PushT-v0", obs_type="state").unwrapped
+    rng = np.random.default_rng(3)
+    state = [256.0, 330.0, 250.0, 250.0, 0.6]  # agent below the block, pushing up into it
+    for env in (cell.env, ref):
+        env.reset(seed=0, options={"reset_to_state": state})
+    moved = 0.0
+    for i in range(60):
+        action = np.array([256.0, 330.0 - 3.0 * i]) + rng.normal(0, 4, 2)
+        cell._physics(action)
+        _obs, _r, _term, _trunc, info = ref.step(action)
+        cell._coverage = None
+        assert tuple(cell.env.block.position) == tuple(ref.block.position)
+        assert cell.env.block.angle == ref.block.angle
+        assert tuple(cell.env.agent.position) == tuple(ref.agent.position)
+        assert cell.coverage == pytest.approx(info["coverage"], abs=1e-12)
+        moved = max(moved, abs(ref.block.position[1] - 250.0))
+    assert moved > 10  # the block was pushed, not left at rest
+
+
+def test_render_is_the_renderers_pixels():
+    """Frames read from the surface's buffer equal an RGB copy of gym-pusht's drawing."""
+    import cv2
+    import pygame
+
+    cell = PushTCell()
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        cell.teleport((*rng.uniform(150, 350, 2), rng.uniform(-3, 3)))
+        for _ in range(3):
+            cell.step()
+        screen = cell.env._draw()
+        rgb = np.transpose(pygame.surfarray.array3d(screen), (1, 0, 2))
+        for size in (512, 256, 96):
+            want = (
+                rgb if size == 512 else cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+            )
+            assert np.array_equal(cell.render(size), want)

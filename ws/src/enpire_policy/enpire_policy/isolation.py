@@ -322,6 +322,10 @@ def child_env(pythonpath: list[str], scratch: str, extra: dict | None = None) ->
         PYTHONNOUSERSITE="1",
         PYTHONPATH=os.pathsep.join(pythonpath),
     )
+    # a worker serves one robot's small matrices: numpy's BLAS threads (one per core, started
+    # at import) cost more than they save (worker start 0.87 -> 0.58 s CPU, 2-core machine);
+    # a user who sets OPENBLAS_NUM_THREADS keeps their value
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
     env.update(extra or {})
     return env
 

@@ -159,3 +159,30 @@ def test_prints_go_to_the_log_and_scratch_is_writable(repo, tmp_path):
         for _ in range(3):
             assert math.isclose(pol.act(OBS).tip[0], 101.0)
     assert "hello from act" in log.read_text()
+
+
+ENV_REPORT = """
+import os
+
+
+class P:
+    def act(self, obs):
+        return {"tip": [0.0, 0.0], "lift": False}
+
+    def metadata(self):
+        return {"blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "")}
+
+
+def make_policy(**kw):
+    return P()
+"""
+
+
+def test_worker_runs_numpys_blas_single_threaded_unless_told(repo, tmp_path, monkeypatch):
+    sha = commit(repo, {"policy.py": ENV_REPORT})
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with run(repo, tmp_path, sha) as pol:
+        assert pol.metadata() == {"blas_threads": "1"}
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    with run(repo, tmp_path, sha) as pol:
+        assert pol.metadata() == {"blas_threads": "3"}
