@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from enpire_bringup.fleet import NodeSpec, write_params_file
+from enpire_bringup.fleet import NodeSpec, node_env, write_params_file
 from enpire_env.procutil import die_with_parent
 
 
@@ -60,6 +60,7 @@ class Launcher:
         self.python = python
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.env.update(node_env(self.env))
         self.out = out
         self.stop_timeout = stop_timeout
         self.procs: dict[str, subprocess.Popen] = {}

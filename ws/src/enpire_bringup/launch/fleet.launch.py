@@ -9,7 +9,7 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node, PushROSNamespace
 from launch_ros.substitutions import FindPackageShare
 
-from enpire_bringup.fleet import FleetConfig, plan_nodes
+from enpire_bringup.fleet import FleetConfig, node_env, plan_nodes
 
 
 def _truthy(text: str) -> bool:
@@ -44,6 +44,7 @@ def _nodes(context):
             parameters=[{**spec.parameters, "use_sim_time": use_sim_time}],
             arguments=list(spec.arguments),
             remappings=list(spec.remappings),
+            additional_env=node_env(),
             output="screen",
             # the same restart policy as `enpire launch` (the delay does not double here)
             respawn=spec.respawn,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from enpire_bringup.fleet import FleetConfig, plan_nodes
+from enpire_bringup.fleet import FleetConfig, node_env, plan_nodes
 
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "fleet.launch.py"
 PUBLIC = {
@@ -151,6 +151,7 @@ def _agree(launched, planned):
         assert params.pop("use_sim_time") is False
         assert params == spec.parameters
         assert kw["arguments"] == spec.arguments and kw["remappings"] == spec.remappings
+        assert kw["additional_env"] == node_env()
 
 
 def test_launch_file_synthetic_camera(launch_module, tmp_path):

@@ -31,3 +31,12 @@ def test_respawn_off_ends_the_launch_at_the_first_death():
     launcher.start()
     assert launcher.wait(threading.Event()) == 1
     assert launcher.restarts["/dying"] == 0 and "restarting" not in out.getvalue()
+
+
+def test_nodes_run_with_one_blas_thread_unless_the_user_says_otherwise():
+    """A node process gets NODE_ENV's variables (OPENBLAS_NUM_THREADS=1), a user's value wins;
+    the launch file passes the same to launch_ros."""
+    spec = NodeSpec("enpire_env", "no_such_node", "n")
+    assert Launcher([spec], env={"PATH": "/usr/bin"}).env["OPENBLAS_NUM_THREADS"] == "1"
+    mine = {"PATH": "/usr/bin", "OPENBLAS_NUM_THREADS": "4"}
+    assert Launcher([spec], env=mine).env["OPENBLAS_NUM_THREADS"] == "4"
