@@ -50,6 +50,21 @@ def git(cwd: str | Path, *args: str, check: bool = True, timeout: float = 60.0,
     return r.stdout.strip()
 
 
+def drop_stale_locks(git_dir: Path) -> list[Path]:
+    """Remove the lock files a git process leaves when it is killed mid-write (``index.lock``,
+    ``HEAD.lock``, ``packed-refs.lock``, ``refs/**/<name>.lock``): every later git command on
+    that file fails ("cannot lock ref") until someone deletes them. Only for repositories the
+    evolve node owns, when it opens them: a lock then is one its dead predecessor left."""
+    git_dir = Path(git_dir)
+    names = ("index", "HEAD", "ORIG_HEAD", "FETCH_HEAD", "packed-refs", "config", "shallow")
+    locks = [git_dir / f"{n}.lock" for n in names]
+    locks += list((git_dir / "refs").rglob("*.lock")) if (git_dir / "refs").is_dir() else []
+    dropped = [p for p in locks if p.is_file()]
+    for p in dropped:
+        p.unlink(missing_ok=True)
+    return dropped
+
+
 class SharedRepo:
     """The bare repository every agent pushes to and fetches from."""
 
@@ -61,6 +76,7 @@ class SharedRepo:
         """Open ``path``, or make it: a bare repo whose ``main`` holds the starter files."""
         path = Path(path)
         if (path / "HEAD").is_file():
+            drop_stale_locks(path)
             return cls(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         seed = path.parent / f".{path.name}.seed"
@@ -205,6 +221,7 @@ class AgentTree:
         """Put the tree back in a usable state after a crash or an agent's damage: abort a
         merge, check out the agent's branch (from shared if published, else main), drop
         uncommitted changes."""
+        drop_stale_locks(self.path / ".git")
         git(self.path, "merge", "--abort", check=False)
         self.fetch()
         remote = f"refs/remotes/origin/{self.branch}"
