@@ -354,11 +354,12 @@ class PushTCell:
         if sys.byteorder == "little" and screen.get_shifts()[:3] == (16, 8, 0):
             img = np.frombuffer(screen.get_buffer(), np.uint8)
             img = img.reshape(h, screen.get_pitch() // 4, 4)[:, :w]
+            to_rgb = cv2.COLOR_BGRA2RGB
         else:  # another pixel format: SDL converts
             import pygame
 
             img = np.frombuffer(pygame.image.tobytes(screen, "RGBX"), np.uint8).reshape(h, w, 4)
-            img = img[..., [2, 1, 0, 3]]
+            to_rgb = cv2.COLOR_RGBA2RGB
         if size != img.shape[0]:
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        return cv2.cvtColor(img, to_rgb)
