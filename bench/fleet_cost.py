@@ -31,22 +31,73 @@ TICK = os.sysconf("SC_CLK_TCK")
 ENPIRE = [sys.executable, "-m", "enpire_bringup.enpire"]
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU of ``pid`` and of every process it started: its own utime + stime, its children
-    that ended (cutime + cstime: policy workers of finished goals) and those still running."""
-    total = 0.0
+def _stat(pid: int) -> tuple[int, float, float] | None:
+    """(start time, own utime + stime, + children's cutime + cstime) of ``pid`` [s]."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += sum(int(v) for v in fields[11:15]) / TICK
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
-        return 0.0
+        return None
+    own = (int(f[11]) + int(f[12])) / TICK
+    return int(f[19]), own, own + (int(f[13]) + int(f[14])) / TICK
+
+
+def _children(pid: int) -> list[int]:
+    out = []
     try:
         for task in os.listdir(f"/proc/{pid}/task"):
-            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
-                total += cpu_seconds(int(child))
-    except FileNotFoundError:
+            out += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
         pass
-    return total
+    return out
+
+
+class CpuMeter:
+    """CPU used by each node process and every process it started, over a window, sampled
+    every ``period`` s. A process's children count in its ``cutime`` only once it has reaped
+    them; a policy worker runs as bwrap's grandchild and is not reaped by the node when it
+    ends (its CPU never reaches the node's cutime), so workers and every other deeper
+    descendant are sampled while they live (one that ends between two samples loses at most
+    its last ``period`` s, idle for a closed worker). Direct children that ended are in the
+    node's cutime, so their samples are dropped."""
+
+    def __init__(self, nodes: dict[str, int], period: float = 0.2):
+        self.nodes, self.period = nodes, period
+        self._base = {n: (_stat(p) or (0, 0.0, 0.0))[2] for n, p in nodes.items()}
+        self._seen: dict[tuple[int, int], list] = {}  # (pid, start) -> [node, depth, first, last]
+        self._stop = threading.Event()
+        self._sample(first=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self, first: bool = False) -> set:
+        alive = set()
+        for name, pid in self.nodes.items():
+            todo = [(c, 1) for c in _children(pid)]
+            while todo:
+                child, depth = todo.pop()
+                st = _stat(child)
+                if st is None:
+                    continue
+                key = (child, st[0])
+                alive.add(key)
+                rec = self._seen.setdefault(key, [name, depth, st[1] if first else 0.0, 0.0])
+                rec[3] = st[1]
+                todo += [(c, depth + 1) for c in _children(child)]
+        return alive
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self._sample()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        alive = self._sample()
+        used = {n: (_stat(p) or (0, 0.0, 0.0))[2] - self._base[n] for n, p in self.nodes.items()}
+        for key, (name, depth, first, last) in self._seen.items():
+            if depth > 1 or key in alive:  # an ended direct child is in the node's cutime
+                used[name] += last - first
+        return used
 
 
 class Fleet:
@@ -90,8 +141,8 @@ class Fleet:
     def _said(self, text: str) -> bool:
         return any(text in ln for ln in list(self.lines))
 
-    def cpu(self) -> dict[str, float]:
-        return {n: cpu_seconds(p) for n, p in self.nodes.items()}
+    def meter(self) -> CpuMeter:
+        return CpuMeter(self.nodes)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -151,18 +202,18 @@ def idle_and_step(args, env: dict, out: list[str], video: bool) -> float:
         fleet = Fleet(1, args.time_scale, data, env, "" if video else no_video_config(data))
         try:
             time.sleep(args.settle)
-            before = fleet.cpu()
+            meter = fleet.meter()
             t0 = time.monotonic()
             time.sleep(args.idle_seconds if video else 0.0)
             wall = time.monotonic() - t0
-            idle = {n: c - before[n] for n, c in fleet.cpu().items()}
+            idle = meter.stop()
             # a first goal pays once-per-process costs (imports, the verifier's colour table,
             # the policy worker's start): not a step's cost, so not in the measurement
             rollout(env, 1, args.seed - 1)
             t_measured = time.time()
-            before = fleet.cpu()
+            meter = fleet.meter()
             rollout(env, args.episodes, args.seed)
-            used = {n: c - before[n] for n, c in fleet.cpu().items()}
+            used = meter.stop()
         finally:
             fleet.close()
         eps = ledger_rows(

@@ -167,3 +167,16 @@ def test_rviz_shows_every_robot_side_by_side():
     shipped = bringup_share() / "rviz" / "enpire.rviz"
     assert yaml.safe_load(shipped.read_text()) == rviz_config(four)
     assert rviz_file(four) == shipped
+
+
+def test_the_params_file_sets_every_rollout_service_parameter_at_its_default():
+    from dataclasses import fields
+
+    from enpire_rollout.rollout_service import ServiceConfig
+
+    params = yaml.safe_load(default_params_file().read_text())["rollout_node"]["ros__parameters"]
+    declared = [f for f in fields(ServiceConfig) if "doc" in f.metadata]
+    assert len(declared) >= 10
+    for f in declared:
+        assert f.name in params, f.name
+        assert params[f.name] == f.default and type(params[f.name]) is type(f.default), f.name

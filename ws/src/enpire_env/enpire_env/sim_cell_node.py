@@ -247,8 +247,6 @@ class SimCellNode(Node):
                 else:
                     self._idle_since = None
                     self._step_and_publish()
-                if self.lockstep and self.cell.t - self._last_cmd_t <= self.lockstep_window:
-                    self._cmd_event.wait(self.lockstep_timeout)
             except Exception as e:  # noqa: BLE001 - keep the cell alive, say what happened
                 if not self.context.ok():
                     return  # shutting down
@@ -265,6 +263,10 @@ class SimCellNode(Node):
                 self._stop.wait(delay)
             elif delay < -10 * period:
                 next_t = time.monotonic()  # fell behind: do not try to catch up in a burst
+            # lockstep: the next step waits for the policy's command to this state, if it has
+            # not come during the period (it usually has: one wake per step, the period's)
+            if self.lockstep and self.cell.t - self._last_cmd_t <= self.lockstep_window:
+                self._cmd_event.wait(self.lockstep_timeout)
 
     def _idle(self) -> bool:
         """At rest since idle_after cell seconds with no command: nothing to simulate."""

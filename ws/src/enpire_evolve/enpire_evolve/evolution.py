@@ -252,12 +252,23 @@ class Evolution:
                             train_budget=self.cfg.train_budget)  # fmt: skip
 
     def _agent_main(self, agent_id: str) -> None:
-        st = self.status[agent_id]
+        st, t0 = self.status[agent_id], time.time()
         try:
             _AgentRunner(self, agent_id).loop()
         except Exception as e:  # a broken agent ends itself, never the others
             st.state, st.message = "failed", f"{type(e).__name__}: {e}"
-            self.log(f"evolve: {agent_id} failed: {e}\n{traceback.format_exc(limit=6)}")
+            tb = traceback.format_exc(limit=6)
+            self.log(f"evolve: {agent_id} failed: {e}\n{tb}")
+            try:  # the morning report is built from the ledger: say there why it stopped
+                self.ledger.add_agent_step({
+                    "run_id": self.cfg.run_id, "agent_id": agent_id, "branch": agent_id,
+                    "prompt_tokens": 0, "completion_tokens": 0, "commit_sha": "",
+                    "parent_sha": "", "outcome": "agent_failed",
+                    "hypothesis": f"the agent stopped: {st.message}"[:500], "kept": 0,
+                    "wall_start": t0, "wall_end": time.time(), "details": {"error": tb},
+                })  # fmt: skip
+            except Exception as le:  # noqa: BLE001 - the ledger's own failure is logged only
+                self.log(f"evolve: {agent_id}: its failure could not be recorded: {le}")
         else:
             if st.state != "failed":
                 st.state = "done"

@@ -151,3 +151,27 @@ def test_a_restarted_run_resumes_from_the_ledger_and_git(tmp_path):
     assert [r["outcome"] for r in new if r["outcome"] != "confirmed"] in (["kept"], ["discarded"])
     assert new[0]["parent_sha"] == kept["commit_sha"]  # built on the last kept commit
     assert not [r for r in new if r["outcome"] == "baseline"]
+
+
+class _Unstartable(OfflineAgent):
+    def __init__(self, agent_id, **kw):
+        raise RuntimeError("backend 'nope' is not installed")
+
+
+def test_an_agent_that_cannot_start_leaves_a_ledger_row_the_report_shows(tmp_path):
+    from enpire_evolve.report import write_report
+
+    evo = _evolution(tmp_path, agents=2, wall_budget=60)
+    default = evo.make_agent
+    evo.make_agent = lambda a, i: _Unstartable(a) if i == 0 else default(a, i)
+    evo.run()
+    assert evo.status["agent_0"].state == "failed"
+    rows = evo.ledger.agent_steps("t", "agent_0")
+    assert [r["outcome"] for r in rows] == ["agent_failed"], evo.logs
+    assert "backend 'nope' is not installed" in rows[0]["hypothesis"]
+    assert "RuntimeError" in json.loads(rows[0]["details"])["error"]
+    others = evo.ledger.agent_steps("t", "agent_1")
+    assert others and others[0]["outcome"] == "baseline"  # the other agent went on
+    write_report(evo.ledger, "t", tmp_path / "report", tmp_path)
+    md = (tmp_path / "report" / "t.md").read_text()
+    assert "| agent_0 | agent_failed |" in md and "not installed" in md

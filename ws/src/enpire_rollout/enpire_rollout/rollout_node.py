@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -57,36 +58,13 @@ class RolloutNode(Node):
             "directory) and record the episodes; any goal preempts it. '' = idle.",
         )
         cfg = ServiceConfig(
-            max_steps=declare(self, "max_steps", 300, "Control steps per episode."),
-            control_hz=declare(self, "control_hz", 10.0, "Cell control rate [Hz]."),
-            cell_timeout=declare(
-                self, "cell_timeout", 3.0, "Wall seconds without joint states = cell lost."
-            ),
-            step_timeout=declare(self, "step_timeout", 1.0, "Policy deadline per step [s]."),
-            video_size=declare(self, "video_size", 96, "Recorded frame side; 0 = no video."),
             min_episode_wall=5.0 / max(time_scale, 1e-6),
             background_policy=PolicyRef.parse(bg) if bg else None,
-            max_reset_failures=declare(
-                self,
-                "max_reset_failures",
-                3,
-                "Failed resets in a row after which a robot cools down out of the rotation.",
-            ),
-            reset_cooldown=declare(
-                self,
-                "reset_cooldown",
-                10.0,
-                "First cool-down [wall s] of a robot whose resets keep failing (doubles).",
-            ),
-            max_reset_cooldown=declare(
-                self, "max_reset_cooldown", 300.0, "Longest cool-down [s]."
-            ),
-            max_seed_retries=declare(
-                self,
-                "max_seed_retries",
-                3,
-                "Retries of a seed whose reset failed before the seed is given up (skipped).",
-            ),
+            **{
+                f.name: declare(self, f.name, f.default, f.metadata["doc"])
+                for f in fields(ServiceConfig)
+                if "doc" in f.metadata
+            },
         )
         reset_timeout = declare(self, "reset_timeout", 120.0, "Wall seconds per reset.")
         reset_mode = declare(self, "reset_mode", "", "Reset mode ('' = EN's default).")

@@ -143,23 +143,44 @@ class SimRobot(SimRobotPort):
         return None
 
 
+def _param(default, doc: str):
+    """A field that is also a node parameter: the rollout node declares it with this doc."""
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass
 class ServiceConfig:
-    max_steps: int = 300  # control steps per episode
-    step_timeout: float = 1.0  # policy deadline per step [s]
-    cell_timeout: float = 3.0  # wall s without state = cell lost
-    video_size: int = 96  # recorded frame side; 0 = no video
-    control_hz: float = 10.0
+    """The service's settings; fields with a ``doc`` are the rollout node's parameters."""
+
+    max_steps: int = _param(300, "Control steps per episode.")
+    step_timeout: float = _param(1.0, "Policy deadline per step [s].")
+    cell_timeout: float = _param(3.0, "Wall seconds without joint states = cell lost.")
+    video_size: int = _param(96, "Recorded frame side; 0 = no video.")
+    control_hz: float = _param(10.0, "Cell control rate [Hz].")
     min_episode_wall: float = 1.0  # shortest wall time of reset + episode (budget checks)
     background_policy: PolicyRef | None = None  # run while nothing is queued (recorded)
-    max_reset_failures: int = 3
-    reset_cooldown: float = 10.0
-    max_reset_cooldown: float = 300.0
-    max_seed_retries: int = 3
+    max_reset_failures: int = _param(
+        3, "Failed resets in a row after which a robot cools down out of the rotation."
+    )
+    reset_cooldown: float = _param(
+        10.0, "First cool-down [wall s] of a robot whose resets keep failing (doubles)."
+    )
+    max_reset_cooldown: float = _param(300.0, "Longest cool-down [s].")
+    max_seed_retries: int = _param(
+        3, "Retries of a seed whose reset failed before the seed is given up (skipped)."
+    )
+    worker_keep: float = _param(
+        60.0,
+        "Wall s the policy workers of a finished goal stay warm for a next goal of the same "
+        "policy (built-ins and code at a full commit sha; never a working tree, which may "
+        "change between goals); 0 = close them when the last goal ends.",
+    )
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.step_timeout <= 0 or self.cell_timeout <= 0:
             raise ValueError("max_steps >= 1, step_timeout > 0 and cell_timeout > 0")
+        if not 0 <= self.worker_keep < float("inf"):
+            raise ValueError("worker_keep must be >= 0 and finite")
         if self.video_size < 0 or self.control_hz <= 0:
             raise ValueError("video_size >= 0 and control_hz > 0")
 
@@ -258,6 +279,17 @@ def _close_spare(fut: Future) -> None:
         fut.result().close()
 
 
+def _keeps(ref: PolicyRef) -> bool:
+    """Whether a worker of ``ref`` may serve a later goal: its code cannot have changed (a
+    built-in policy, or a repository at a full commit sha; not a working tree or a ref such as
+    a branch, nor an artifact directory, which a training run may rewrite)."""
+    if ref.artifact:
+        return False
+    if not ref.repo_path:
+        return True
+    return re.fullmatch(r"[0-9a-f]{40}", ref.commit) is not None
+
+
 class RolloutService:
     def __init__(
         self,
@@ -300,6 +332,7 @@ class RolloutService:
         self._workers: dict[str, tuple[tuple, SandboxedPolicy]] = {}
         self._spares: dict[tuple, list[Future]] = {}  # policy key -> workers starting/ready
         self._starting: dict[str, tuple] = {}  # robot -> policy key of the worker it awaits
+        self._keep_until: float | None = None  # idle workers close then (no goal since)
         self._spare_lock = threading.Lock()
         self._writers: dict[str, LeRobotDatasetWriter] = {}
         self._writers_lock = threading.Lock()
@@ -315,7 +348,9 @@ class RolloutService:
         goal_id = uuid.uuid4().hex[:12]
         seed = req.seed if req.seed >= 0 else int(np.random.default_rng().integers(1 << 31))
         run = GoalRun(goal_id, req, robots)
-        self._goals[goal_id] = run
+        with self._spare_lock:
+            self._goals[goal_id] = run
+            self._keep_until = None
         self.ledger.add_goal(
             goal_id, "rollout", req.agent_id, req.policy.to_dict(), req.task, req.num_episodes
         )
@@ -370,7 +405,7 @@ class RolloutService:
             run.changed.clear()
         self.sched.forget(run.goal_id)
         self._goals.pop(run.goal_id, None)
-        self._close_workers()
+        self._park_workers(run.req.policy)
         self._drop_spares()
         self._finish(run, out, st["skipped"])
         return out
@@ -446,6 +481,7 @@ class RolloutService:
                             self.sched.robot_up(robot_id)
                 for a in self.sched.next_assignments():
                     threading.Thread(target=self._run_assignment, args=(a,), daemon=True).start()
+                self._expire_workers()
             except Exception as e:  # noqa: BLE001 - the dispatcher must outlive any one error
                 if self._stopping():
                     return
@@ -559,8 +595,8 @@ class RolloutService:
     def _worker_for(self, a: Assignment, run: GoalRun, box: dict) -> None:
         key = run.req.policy.key()
         held = self._workers.get(a.robot_id)
-        if held and held[0] == key and held[1].proc is not None:
-            box["policy"] = held[1]  # warm across episodes
+        if held and held[0] == key and held[1].proc is not None and held[1].proc.poll() is None:
+            box["policy"] = held[1]  # warm across episodes (and goals: _park_workers)
             return
         self.sched.set_warm(a.robot_id, repr(key))
         if held:
@@ -652,12 +688,34 @@ class RolloutService:
         for fut in stale:
             fut.add_done_callback(_close_spare)
 
-    def _close_workers(self) -> None:
-        if any(self._goals.values()) or self._bg_run is not None:
-            return  # other goals may use them; they are replaced when the policy changes
-        for robot, (_k, pol) in list(self._workers.items()):
+    def _park_workers(self, ref: PolicyRef) -> None:
+        """The last goal ended: its policy's workers stay warm for ``worker_keep`` s when their
+        code cannot change (:func:`_keeps`), so a next goal of the same policy does not start
+        them again (a worker's start costs ~0.5 s of CPU); any others close now."""
+        closing = []
+        with self._spare_lock:
+            if self._goals or self._bg_run is not None:
+                return  # other goals may use them; they are replaced when the policy changes
+            keep = self.cfg.worker_keep > 0 and _keeps(ref)
+            for robot, (key, pol) in list(self._workers.items()):
+                if not (keep and key == ref.key()):
+                    closing.append(pol)
+                    self._workers.pop(robot, None)
+            if self._workers:
+                self._keep_until = time.monotonic() + self.cfg.worker_keep
+        for pol in closing:
             pol.close()
-            self._workers.pop(robot, None)
+
+    def _expire_workers(self) -> None:
+        """Close the workers kept after the last goal once no goal came for worker_keep s."""
+        with self._spare_lock:
+            if self._keep_until is None or time.monotonic() < self._keep_until or self._goals:
+                return
+            self._keep_until = None
+            closing = [pol for _k, pol in self._workers.values()]
+            self._workers.clear()
+        for pol in closing:
+            pol.close()
 
     # --- recording ----------------------------------------------------------------------
     def _record_dataset(self, a: Assignment, run: GoalRun, rec: EpisodeRecord) -> None:

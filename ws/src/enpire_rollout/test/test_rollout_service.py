@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -127,6 +128,59 @@ def test_a_new_policy_finds_its_workers_started_before_robots_switch(tmp_path):
     finally:
         svc.close()
     assert all(f.result().proc is None or f.result().proc.poll() is not None for f in spares)
+
+
+def _pids(svc) -> dict:
+    return {r: pol.proc.pid for r, (_k, pol) in svc._workers.items() if pol.proc is not None}
+
+
+def test_workers_stay_warm_for_the_next_goal_of_a_policy_whose_code_cannot_change(tmp_path):
+    robots = {r: SimRobot(r, time_scale=5.0) for r in ("robot_0", "robot_1")}
+    cfg = ServiceConfig(max_steps=20, video_size=0, min_episode_wall=0.0, worker_keep=2.0)
+    svc = RolloutService(robots, Ledger(tmp_path / "ledger.sqlite"), tmp_path, cfg)
+    repo = tmp_path / "agent"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "policy.py").write_text(
+        "class P:\n    def reset(self, seed):\n        pass\n\n"
+        "    def act(self, obs):\n        return {'tip': [256.0, 256.0]}\n\n\n"
+        "def make_policy():\n    return P()\n"
+    )
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "p")
+    sha = git(repo, "rev-parse", "HEAD")
+    try:
+        for ref, kept in [
+            (PolicyRef(name="heuristic"), True),
+            (PolicyRef(repo_path=str(repo), module="policy", commit=sha), True),
+            (PolicyRef(repo_path=str(repo), module="policy", commit="main"), False),  # moves
+            (PolicyRef(repo_path=str(repo), module="policy"), False),  # the working tree
+        ]:
+            out = svc.wait(svc.submit(_request(ref, 2, seed=3)))
+            assert out.error_code == RolloutErrorCode.NONE, out.error_msg
+            warm = _pids(svc)
+            assert bool(warm) == kept, (ref, warm)
+            if not kept:
+                continue
+            out = svc.wait(svc.submit(_request(ref, 2, seed=9)))
+            assert out.error_code == RolloutErrorCode.NONE, out.error_msg
+            assert _pids(svc) == warm  # the same processes served the second goal
+            deadline = time.monotonic() + 30
+            while _alive(warm.values()) and time.monotonic() < deadline:
+                time.sleep(0.1)  # no goal within worker_keep: they close
+            assert not svc._workers and not _alive(warm.values())
+    finally:
+        svc.close()
+
+
+def _alive(pids) -> list[int]:
+    def state(pid: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return "gone"
+
+    return [pid for pid in pids if state(pid) not in ("gone", "Z")]
 
 
 class _SilentRobot(SimRobot):
