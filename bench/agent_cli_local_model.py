@@ -29,6 +29,7 @@ from pathlib import Path
 
 from enpire_evolve.agent_host import AgentHost, CliAgentConfig, HostConfig
 from enpire_evolve.mcp_server import local_fleet
+from enpire_policy.isolation import probe
 
 USAGE_IN, USAGE_OUT = 1000, 50  # what the scripted model reports per answer
 
@@ -358,7 +359,9 @@ def main() -> int:
         events = (host.run_dir / "logs" / "agent_0.events.jsonl").read_text().splitlines()
         lines += [
             f"isolation: {host.isolation} (the CLI writes only its worktree, the shared repo, "
-            "its temp and state folders; the lab's tools come over HTTP)"
+            "its temp and state folders; the lab's tools come over HTTP"
+            + ("; its own PID namespace and /proc" if probe().bwrap else "")
+            + ")"
             if host.isolation == "landlock"
             else f"isolation: {host.isolation}",
             f"agent: state {st.state}, turns {st.turns}, restarts {st.restarts}, session "

@@ -2,9 +2,10 @@
 
 1. idle: `enpire launch --robots 1` with no goal, CPU of every node process over a window;
 2. a step: the same fleet running heuristic episodes (`enpire rollout`), CPU of every node
-   process (children included: policy workers) divided by the robot-steps it drove (control
-   periods of cell time, resets and episodes alike), the wall time per policy step, and the
-   same episodes in one process (no ROS) for the ROS / in-process ratio;
+   process and of every process it started (policy workers: sampled while they live, see
+   CpuMeter) divided by the robot-steps it drove (control periods of cell time, resets and
+   episodes alike), the wall time per policy step, and the same episodes in one process (no
+   ROS) for the ROS / in-process ratio;
 3. throughput: episodes per hour with 1, 4 and 8 cells, each fleet running one long goal.
 
     scripts/run python bench/fleet_cost.py [--cells 1 4 8] [--time-scale 5]
@@ -41,6 +42,13 @@ def _stat(pid: int) -> tuple[int, float, float] | None:
     return int(f[19]), own, own + (int(f[13]) + int(f[14])) / TICK
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[-300:]
+    except (FileNotFoundError, ProcessLookupError):
+        return "?"
+
+
 def _children(pid: int) -> list[int]:
     out = []
     try:
@@ -64,6 +72,7 @@ class CpuMeter:
         self.nodes, self.period = nodes, period
         self._base = {n: (_stat(p) or (0, 0.0, 0.0))[2] for n, p in nodes.items()}
         self._seen: dict[tuple[int, int], list] = {}  # (pid, start) -> [node, depth, first, last]
+        self._argv: dict[tuple[int, int], str] = {}  # direct children started in the window
         self._stop = threading.Event()
         self._sample(first=True)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -82,12 +91,18 @@ class CpuMeter:
                 alive.add(key)
                 rec = self._seen.setdefault(key, [name, depth, st[1] if first else 0.0, 0.0])
                 rec[3] = st[1]
+                if not first and depth == 1 and key not in self._argv:
+                    self._argv[key] = _cmdline(child)
                 todo += [(c, depth + 1) for c in _children(child)]
         return alive
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
             self._sample()
+
+    def started(self, name: str) -> list[str]:
+        """Command lines of the processes ``name`` started itself during the window."""
+        return [a for k, a in self._argv.items() if self._seen[k][0] == name]
 
     def stop(self) -> dict[str, float]:
         self._stop.set()
@@ -214,6 +229,7 @@ def idle_and_step(args, env: dict, out: list[str], video: bool) -> float:
             meter = fleet.meter()
             rollout(env, args.episodes, args.seed)
             used = meter.stop()
+            started = meter.started("/rollout_node")
         finally:
             fleet.close()
         eps = ledger_rows(
@@ -256,6 +272,15 @@ def idle_and_step(args, env: dict, out: list[str], video: bool) -> float:
         f"  {len(eps)} heuristic episodes ({steps} policy steps, "
         f"{robot_steps:.0f} robot-steps with resets) on 1 cell, after a 1-episode warm-up goal"
     )
+    workers = [a for a in started if "sandbox_worker" in a]
+    others = len(started) - len(workers)
+    out.append(
+        f"  policy workers R started meanwhile: {len(workers)} (the warm-up goal's stays warm "
+        f"for the next goal of its policy: worker_keep); other processes: {others}"
+    )
+    for a in started:
+        if a not in workers:
+            out.append(f"    {a}")
     for n, s in sorted(used.items(), key=lambda kv: -kv[1]):
         out.append(f"  {n:<28} {1000 * s / robot_steps:6.2f} ms CPU per robot-step")
     per_step = 1000 * cpu / robot_steps

@@ -547,8 +547,8 @@ class AgentHost:
             token = secrets.token_urlsafe(32)
             url = self._serve_mcp(agent_id, mcp, token)
             # the token reaches the CLI in its environment only: the config file, which other
-            # agents can read, names the variable (agents of one user can still read each
-            # other's /proc/<pid>/environ: a user per agent would close that)
+            # agents can read, names the variable; the other agents' processes, environments
+            # included, are out of sight in the jail's pid namespace (see _jail)
             header = {"Authorization": f"Bearer ${{{TOKEN_ENV}}}"}
             server = {"type": "http", "url": url, "headers": header}
         else:
@@ -616,7 +616,17 @@ class AgentHost:
             *map(Path, self.cfg.cli.writable),
         ]
         args = [a for w in writes if w.exists() for a in ("--write", str(w))]
-        return [sys.executable, "-m", "enpire_evolve.agent_jail", *args, "--", *argv]
+        jail = [sys.executable, "-m", "enpire_evolve.agent_jail", *args, "--", *argv]
+        from enpire_policy.isolation import probe
+
+        bwrap = probe().bwrap
+        if not bwrap:
+            return jail
+        # and a pid namespace of its own, with its own /proc: the agent sees only its own
+        # processes, not the other agents' nor their MCP servers, whose environments hold
+        # their tokens (one user runs them all; /proc/<pid>/environ is readable across them)
+        return [bwrap, "--unshare-user", "--unshare-pid", "--dev-bind", "/", "/",
+                "--proc", "/proc", "--", *jail]  # fmt: skip
 
     def _prompt(self, agent_id: str, turn: int) -> str:
         if turn == 0:

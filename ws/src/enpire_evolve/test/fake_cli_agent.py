@@ -274,6 +274,15 @@ async def escape(s: ClientSession, stream: Stream, turn: int) -> None:
     except OSError as e:
         tried["worktree"] = f"{type(e).__name__}: {e.strerror}"
     own = os.environ.get("ENPIRE_MCP_TOKEN", "")
+    tokens = set()  # other agents' tokens, from the environments of the processes it can see
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        tokens |= {v.split(b"=", 1)[1] for v in environ if v.startswith(b"ENPIRE_MCP_TOKEN=")}
+    tried["foreign_tokens"] = len(tokens - {own.encode()})
+    tried["processes_seen"] = sum(1 for p in os.listdir("/proc") if p.isdigit())
     other_mcp = Path(os.environ.get("FAKE_AGENT_OTHER_MCP", "/nonexistent"))
     for _ in range(200):  # the other agent's server may still be starting
         if other_mcp.exists() or not os.environ.get("FAKE_AGENT_OTHER_MCP"):

@@ -189,6 +189,9 @@ def test_a_confined_agent_cannot_write_the_ledger_or_other_trees(lab):
     assert tried["ledger"].startswith("PermissionError"), tried
     assert tried["other_tree"].startswith("PermissionError"), tried
     assert tried["worktree"] == "written"
+    # nor read another agent's token where it lives: the environments of the neighbour's CLI
+    # and MCP server (their /proc entries are outside the agent's pid namespace)
+    assert tried["foreign_tokens"] == 0, tried
     # nor use another agent's tools with what it can find in files: the neighbour's server
     # wants the neighbour's token, which its config names but does not hold
     assert tried["other_mcp_no_token"].startswith("refused"), tried
