@@ -89,10 +89,11 @@ class CpuMeter:
                     continue
                 key = (child, st[0])
                 alive.add(key)
-                rec = self._seen.setdefault(key, [name, depth, st[1] if first else 0.0, 0.0])
-                rec[3] = st[1]
-                if not first and depth == 1 and key not in self._argv:
-                    self._argv[key] = _cmdline(child)
+                if key not in self._seen:
+                    self._seen[key] = [name, depth, st[1] if first else 0.0, 0.0]
+                    if not first and depth == 1:  # started by the node in the window
+                        self._argv[key] = _cmdline(child)
+                self._seen[key][3] = st[1]
                 todo += [(c, depth + 1) for c in _children(child)]
         return alive
 
