@@ -21,8 +21,8 @@ from enpire_env.goal_liveness import FeedbackKeepalive
 from enpire_env.node_utils import declare, run_node
 from enpire_msgs.action import Train
 from enpire_policy import isolation
-from enpire_policy.recipes.base import TrainErrorCode, TrainRequest
-from enpire_policy.train_core import TrainResult, run_training_isolated
+from enpire_policy.recipes.base import TrainError, TrainErrorCode, TrainRequest
+from enpire_policy.train_core import TrainResult, run_training_isolated, validate
 
 
 def _policy_ref(msg) -> dict:
@@ -99,9 +99,15 @@ class TrainNode(Node):
         return self._finish(goal_handle, res, t0)
 
     def _run(self, goal_handle, req: TrainRequest, progress) -> tuple[TrainResult, float]:
-
-        lock = self._lock_for(req.device)
         t0 = time.monotonic()
+        # a bad goal is answered at once, not after the trainings queued before it: a queued
+        # goal holds an executor thread, and with all of them held the node cannot even
+        # accept the next goal (its client then sends it again)
+        try:
+            validate(req)
+        except TrainError as e:
+            return TrainResult(e.code, e.msg, wall_seconds=time.monotonic() - t0), t0
+        lock = self._lock_for(req.device)
         while not lock.acquire(timeout=0.2):  # one training per device; the rest queue
             if goal_handle.is_cancel_requested:
                 return TrainResult(TrainErrorCode.CANCELED, "canceled while queued"), t0
