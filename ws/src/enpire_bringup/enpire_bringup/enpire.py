@@ -706,7 +706,8 @@ def cmd_calibrate(args) -> int:
             )
             calib.save(path)
             if calib.camera_matrix is not None:
-                print(f"  intrinsics: RMS {calib.intrinsics_rms_px:.3f} px over the board views")
+                rms = calib.intrinsics_rms_px
+                print(f"  intrinsics: RMS {rms:.3f} px over the board and mat views")
                 print(f"  camera tilt from vertical: {calib.tilt_deg():.1f} deg")
             else:
                 print("  no board views: table by homography only (no lens distortion model)")

@@ -185,7 +185,7 @@ def test_capture_frames_from_a_camera_and_calibrate_from_them(tmp_path):
         w = cv2.VideoWriter(str(tmp_path / name), cv2.VideoWriter_fourcc(*"MJPG"), 30,
                             (640, 480))  # fmt: skip
         for _ in range(4):
-            w.write(cv2.cvtColor(cam.frame(cell.render(512)), cv2.COLOR_RGB2BGR))
+            w.write(cv2.cvtColor(cam.view(cell), cv2.COLOR_RGB2BGR))
         w.release()
 
     video("empty.avi", [-1000.0, -1000.0, 0.0])

@@ -63,8 +63,12 @@ def detect_board(img: np.ndarray):
     return corners, ids
 
 
-def calibrate_intrinsics(frames: list[np.ndarray]) -> Intrinsics:
-    """Camera matrix and distortion (k1, k2, p1, p2, k3) from views of the ChArUco board."""
+def calibrate_intrinsics(frames: list[np.ndarray], mat: np.ndarray | None = None) -> Intrinsics:
+    """Camera matrix and distortion (k1, k2, p1, p2, k3) from views of the ChArUco board, and
+    of the mat (``mat``: a frame of it with its four corner markers in view): one more view
+    of a known plane, whose corners lie at the edges of the view where the lens distorts most
+    and where a handheld board seldom goes (measured on the synthetic camera at 10 deg: the
+    markers' reprojection 0.25 -> 0.06 px, the pose error near the goal 0.08 -> 0.02 px)."""
     if not frames:
         raise CalibrationError("no board frames given")
     size = (frames[0].shape[1], frames[0].shape[0])
@@ -83,6 +87,12 @@ def calibrate_intrinsics(frames: list[np.ndarray]) -> Intrinsics:
             f"the board was found in {len(obj)} of {len(frames)} frames; need "
             f">= {MIN_BOARD_VIEWS} views with >= {MIN_BOARD_CORNERS} corners each"
         )
+    seen = detect_mat_markers(mat) if mat is not None else {}
+    if len(seen) == len(MAT_MARKER_IDS) and (mat.shape[1], mat.shape[0]) == size:
+        ws, px = _correspondences(seen)
+        # a view's units are its own (its pose absorbs them): workspace px as they are
+        obj.append(np.concatenate([ws, np.zeros((len(ws), 1))], -1).astype(np.float32)[:, None])
+        img.append(px.astype(np.float32)[:, None])
     rms, k, d, _r, _t = cv2.calibrateCamera(obj, img, size, None, None, flags=cv2.CALIB_FIX_K3)
     return Intrinsics(k, d.ravel()[:5], size, float(rms), len(obj))
 
@@ -94,14 +104,61 @@ def detect_mat_markers(img: np.ndarray) -> dict[int, np.ndarray]:
     det = cv2.aruco.ArucoDetector(
         aruco_dictionary(), _detector_params(cv2.aruco.CORNER_REFINE_CONTOUR)
     )
-    corners, ids, _rej = det.detectMarkers(_grey(img))
+    grey = _grey(img)
+    corners, ids, _rej = det.detectMarkers(grey)
     if ids is None:
         return {}
     return {
-        int(i): c.reshape(4, 2).astype(np.float64)
+        int(i): refine_marker_corners(grey, c.reshape(4, 2).astype(np.float64))
         for i, c in zip(ids.ravel(), corners, strict=True)
         if int(i) in MAT_MARKER_IDS
     }
+
+
+def refine_marker_corners(grey: np.ndarray, corners: np.ndarray, samples: int = 15):
+    """A marker's outer corners (4, 2) to a few hundredths of a pixel: each side's edge found
+    to sub-pixel precision at ``samples`` points along its middle 70 % (where its dark border
+    meets the white mat, half-way between the two levels), a line fitted through them, and
+    the corners where neighbouring lines meet. ArUco's own refinements sit 0.5-0.8 px off on a
+    blurred L-corner (measured on the synthetic camera); these ~0.05 px. A side whose edge
+    cannot be traced keeps the detector's corners."""
+    g = grey.astype(np.float32)
+    along = np.linspace(0.15, 0.85, samples)
+    lines = []
+    for k in range(4):
+        a, b = corners[k], corners[(k + 1) % 4]
+        length = float(np.linalg.norm(b - a))
+        if length < 12:
+            return corners
+        # across the edge: into the marker no further than most of its black border (a sixth
+        # of its side: 4 x 4 bits and a one-bit border), whose inner bits may be white
+        half = min(4.0, 0.6 * length / 6)
+        reach = np.arange(-half, half + 1e-9, 0.25)
+        normal = np.array([a[1] - b[1], b[0] - a[0]]) / length
+        pts = a + along[:, None, None] * (b - a) + reach[None, :, None] * normal
+        mx, my = pts[..., 0].astype(np.float32), pts[..., 1].astype(np.float32)
+        prof = cv2.remap(g, mx, my, cv2.INTER_LINEAR)
+        edge = []
+        for i, pr in enumerate(prof):
+            lo, hi = float(pr.min()), float(pr.max())
+            mid = (lo + hi) / 2
+            cross = np.nonzero((pr[1:] > mid) != (pr[:-1] > mid))[0]
+            if hi - lo < 20 or len(cross) != 1:
+                continue  # no clean step here (a bit cell, glare)
+            j = int(cross[0])
+            s = reach[j] + (mid - pr[j]) / (pr[j + 1] - pr[j]) * (reach[j + 1] - reach[j])
+            edge.append(pts[i, 0] + (s - reach[0]) * normal)
+        if len(edge) < samples // 2:
+            return corners
+        e = np.array(edge)
+        centre = e.mean(axis=0)
+        lines.append((centre, np.linalg.svd(e - centre)[2][0]))
+    out = []
+    for k in range(4):  # corner k: where side k-1 meets side k
+        (p, u), (q, v) = lines[k - 1], lines[k]
+        t = np.linalg.solve(np.array([u, -v]).T, q - p)
+        out.append(p + t[0] * u)
+    return np.array(out)
 
 
 def _grey(img: np.ndarray) -> np.ndarray:
@@ -131,6 +188,9 @@ class CameraCalibration:
     intrinsics_rms_px: float = float("nan")
     reprojection_px: float = float("nan")  # of the mat markers' corners
     colours: object | None = None  # enpire_env.perception.ColourModel
+    # (dx, dy, dtheta): where the printed goal shows up in the rectified mat against where it
+    # is printed (perception.goal_correction); rectify() takes it out
+    correction: tuple[float, float, float] = (0.0, 0.0, 0.0)
     created: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -159,11 +219,23 @@ class CameraCalibration:
             k = WORKSPACE_PX / fine
             c = (np.arange(fine) + 0.5) * k
             xx, yy = np.meshgrid(c, c)
-            px = self.project(np.stack([xx.ravel(), yy.ravel()], -1)).reshape(fine, fine, 2)
+            ws = self.corrected(np.stack([xx.ravel(), yy.ravel()], -1))
+            px = self.project(ws).reshape(fine, fine, 2)
             self._maps[size] = (px[..., 0].astype(np.float32), px[..., 1].astype(np.float32))
         mx, my = self._maps[size]
         fine = cv2.remap(frame, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return cv2.resize(fine, (size, size), interpolation=cv2.INTER_AREA)
+
+    def corrected(self, pts_ws: np.ndarray) -> np.ndarray:
+        """Where table points (N, 2) are by the table pose, given ``correction``: a turn by
+        dtheta about the goal's centre and a shift by (dx, dy)."""
+        dx, dy, dth = self.correction
+        if not (dx or dy or dth):
+            return pts_ws
+        c, s = math.cos(dth), math.sin(dth)
+        centre = np.array([WORKSPACE_PX / 2, WORKSPACE_PX / 2])
+        rel = np.asarray(pts_ws, dtype=np.float64) - centre
+        return centre + (dx, dy) + rel @ np.array([[c, s], [-s, c]])
 
     def workspace_px_per_pixel(self) -> float:
         """How many workspace px one camera pixel spans at the workspace's centre."""
@@ -211,6 +283,7 @@ class CameraCalibration:
             "intrinsics_rms_px": self.intrinsics_rms_px,
             "reprojection_px": self.reprojection_px,
             "colours": None if self.colours is None else self.colours.to_dict(),
+            "correction": [float(v) for v in self.correction],
             "created": self.created,
         }
 
@@ -238,6 +311,7 @@ class CameraCalibration:
                 reprojection_px=float(d.get("reprojection_px", float("nan"))),
                 colours=ColourModel.from_dict(d["colours"]) if d.get("colours") else None,
                 created=float(d.get("created", 0.0)),
+                correction=tuple(float(v) for v in d.get("correction", (0.0, 0.0, 0.0))),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise CalibrationError(f"not a camera calibration: {e}") from None

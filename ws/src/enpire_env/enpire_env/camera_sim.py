@@ -2,7 +2,8 @@
 
 The mat is a plane in workspace px (gym-pusht's 512 x 512 units, x right, y down) with a
 margin around the workspace where four ArUco markers are printed at its corners (what
-``enpire calibrate camera`` finds the table by). The camera looks at the workspace's centre
+``enpire calibrate camera`` finds the table by); on it the printed goal, the walls, the block
+and the pusher, each drawn where it is (``draw_scene``). The camera looks at the workspace's centre
 from above, tilted by ``tilt_deg`` from vertical, through a pinhole with radial / tangential
 lens distortion (OpenCV's model); the frame then gets a lighting gradient and vignetting,
 a brightness factor, white-balance gains, optical blur and sensor noise. It also renders a
@@ -76,6 +77,84 @@ def mat_texture(scene: np.ndarray) -> np.ndarray:
         img = _marker_images()[i]
         tex[y : y + img.shape[0], x : x + img.shape[1]] = img[..., None]
     return tex
+
+
+# gym-pusht's colours: the T (its renderer fills it 1.2x lighter than LightSlateGray), the
+# pusher RoyalBlue, the goal LightGreen, the walls LightGray (2 px either side of x, y = 5, 506)
+_BLOCK = np.array((143, 163, 184), np.float32)
+_PUSHER = np.array((65, 105, 225), np.float32)
+_GOAL = (144, 238, 144)
+_WALL = (211, 211, 211)
+_WALL_HALF_PX = 2.0
+_PUSHER_RADIUS = 15.0
+_SUPERSAMPLE = 4  # per side, where a pixel is cut by an edge
+
+
+@functools.cache
+def _mat_layer() -> np.ndarray:
+    """The printed goal and the walls on the white table, anti-aliased (float32 RGB)."""
+    n, s = int(WORKSPACE_PX), 8
+    img = np.full((n * s, n * s, 3), 255, np.uint8)
+    from enpire_env.pusht_geometry import GOAL_POSE, tee_polygons
+
+    for poly in tee_polygons(GOAL_POSE):  # pixel j's centre is at workspace (j + 0.5) / s
+        pts = np.round((poly * s - 0.5) * 16).astype(np.int32)
+        cv2.fillPoly(img, [pts], _GOAL, lineType=cv2.LINE_8, shift=4)
+    for line in (5.0, 506.0):  # the four walls: segments along x, y = 5 and 506
+        a, b = (int(round((line + d) * s)) for d in (-_WALL_HALF_PX, _WALL_HALF_PX))
+        img[a:b, 3 * s : 508 * s] = _WALL
+        img[3 * s : 508 * s, a:b] = _WALL
+    return cv2.resize(img, (n, n), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def _inside(sd_of, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+    """Share of each pixel of the box (x0, y0, w, h) where ``sd_of(x, y) < 0``: to 1/16 of
+    a pixel along the edges (supersampled there), 0 or 1 elsewhere."""
+    ys, xs = np.mgrid[y0 : y0 + h, x0 : x0 + w] + 0.5
+    sd = sd_of(xs, ys)
+    cov = (sd < 0).astype(np.float32)
+    cut = np.abs(sd) < 0.75  # within a pixel's half-diagonal: only these can be cut
+    if cut.any():
+        off = (np.arange(_SUPERSAMPLE) + 0.5) / _SUPERSAMPLE - 0.5
+        fx, fy = np.broadcast_arrays(
+            xs[cut][:, None, None] + off[None, None, :],
+            ys[cut][:, None, None] + off[None, :, None],
+        )
+        cov[cut] = (sd_of(fx, fy) < 0).mean(axis=(1, 2))
+    return cov
+
+
+def draw_scene(block_pose, pusher_xy=None) -> np.ndarray:
+    """The workspace as a camera sees a real cell's mat (512 x 512 RGB, one px per workspace
+    px): the printed goal and the walls, the T block of its real size in one colour and the
+    pusher, each where it is to a sixteenth of a pixel, in gym-pusht's colours. gym-pusht's
+    renderer rounds every vertex to a whole pixel and outlines the T 2 px fatter in a darker
+    colour: no camera sees a real block that way."""
+    from enpire_env.pusht_geometry import tee_sdf
+
+    img = _mat_layer().copy()
+    n = img.shape[0]
+    x, y, th = (float(v) for v in block_pose)
+    c, s = math.cos(th), math.sin(th)
+
+    def tee(px, py):
+        ux, uy = px - x, py - y
+        return tee_sdf(c * ux + s * uy, -s * ux + c * uy)[0]
+
+    def pusher(px, py):
+        return np.hypot(px - pusher_xy[0], py - pusher_xy[1]) - _PUSHER_RADIUS
+
+    layers = [(tee, (x, y), 125.0, _BLOCK)]
+    if pusher_xy is not None:
+        layers.insert(0, (pusher, pusher_xy, _PUSHER_RADIUS, _PUSHER))
+    for sd_of, (cx, cy), reach, colour in layers:
+        x0, y0 = max(int(cx - reach) - 1, 0), max(int(cy - reach) - 1, 0)
+        x1, y1 = min(int(cx + reach) + 2, n), min(int(cy + reach) + 2, n)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        roi = img[y0:y1, x0:x1]
+        roi += _inside(sd_of, x0, y0, x1 - x0, y1 - y0)[..., None] * (colour - roi)
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
 @dataclass
@@ -201,8 +280,9 @@ class SyntheticCamera:
         return self._expose(optical)
 
     def view(self, cell) -> np.ndarray:
-        """The camera's frame of a simulated cell (anything with gym-pusht's ``render``)."""
-        return self.frame(cell.render(int(WORKSPACE_PX)))
+        """The camera's frame of a simulated cell (a :class:`~enpire_env.sim_cell.PushTCell`):
+        its block and pusher where they are (:func:`draw_scene`)."""
+        return self.frame(scene_of(cell))
 
     def board_frame(self, rvec, tvec, background: int = 110) -> np.ndarray:
         """A frame of the ChArUco board at pose (rvec, tvec) [m] in the camera frame."""
@@ -235,6 +315,11 @@ class SyntheticCamera:
         if c.noise_sigma > 0:
             img += self._rng.normal(0.0, c.noise_sigma, img.shape).astype(np.float32)
         return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+def scene_of(cell) -> np.ndarray:
+    """:func:`draw_scene` of a simulated cell's present state."""
+    return draw_scene(cell.block_pose(), tuple(cell.env.agent.position))
 
 
 _GEOMETRY = {"width", "height", "hfov_deg", "k1", "k2", "p1", "p2", "tilt_deg", "roll_deg",

@@ -15,6 +15,8 @@ Two kinds of camera:
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,13 @@ import numpy as np
 
 from enpire_env import verify
 from enpire_env.calibration import CalibrationError, CameraCalibration, calibration_path
-from enpire_env.pusht_geometry import GOAL_POSE, WORKSPACE_PX, tee_local_polygons, tee_polygons
+from enpire_env.pusht_geometry import (
+    GOAL_POSE,
+    WORKSPACE_PX,
+    tee_local_polygons,
+    tee_polygons,
+    tee_world_point,
+)
 
 CLIPPED = 252  # a channel this bright may have been cut off by the sensor
 WALL_BAND_PX = 14.0  # workspace px along the border where gym-pusht's walls are
@@ -80,13 +88,23 @@ def normalise(img: np.ndarray) -> np.ndarray:
 def _region_masks(n: int) -> tuple[np.ndarray, np.ndarray]:
     """(goal region, wall band) masks of an n px rectified workspace image."""
     k = n / WORKSPACE_PX
-    goal = np.zeros((n, n), np.uint8)
-    for p in tee_polygons(GOAL_POSE):
-        cv2.fillPoly(goal, [np.round(p * k * 16).astype(np.int32)], 1, shift=4)
+    goal = (goal_cover(n) > 0.5).astype(np.uint8)
     band = int(round(WALL_BAND_PX * k))
     wall = np.ones((n, n), np.uint8)
     wall[band:-band, band:-band] = 0
     return goal, wall
+
+
+@functools.cache
+def goal_cover(n: int) -> np.ndarray:
+    """The share of each pixel of an n px rectified workspace image that the printed goal
+    covers (float32, to 1/64 of a pixel)."""
+    s = 8
+    fine = np.zeros((n * s, n * s), np.uint8)
+    k = n * s / WORKSPACE_PX
+    for p in tee_polygons(GOAL_POSE):  # fine pixel j's centre is at workspace (j + 0.5) / k
+        cv2.fillPoly(fine, [np.round((p * k - 0.5) * 16).astype(np.int32)], 1, shift=4)
+    return cv2.resize(fine.astype(np.float32), (n, n), interpolation=cv2.INTER_AREA)
 
 
 @dataclass
@@ -139,7 +157,11 @@ class ColourModel:
         soft_care = (cv2.dilate(other, np.ones((5, 5), np.uint8)) == 0) & (wall == 0)
         # a clipped channel says only "at least this bright": no coverage can be read there
         soft_care &= ~(img >= CLIPPED).any(-1)
-        return verify.Segmentation(block, care, soft_care, lambda roi: alpha[roi])
+        block_c, goal_c, table_c = (
+            np.array(c, np.float32) for c in (model.block, model.goal, model.table)
+        )
+        colours = verify.MatColours(norm, block_c, goal_c, table_c, goal_cover(img.shape[0]))
+        return verify.Segmentation(block, care, soft_care, lambda roi: alpha[roi], colours=colours)
 
     def _adapted(self, norm: np.ndarray, block: np.ndarray, goal: np.ndarray) -> ColourModel:
         """This model with the block's and goal's colours as this frame shows them (an
@@ -264,11 +286,47 @@ def calibrate_from_frames(
 
     if not empty_frames or not block_frames:
         raise CalibrationError("need frames of the mat without the block and with it")
-    intr = calibrate_intrinsics(board_frames) if board_frames else None
     empty = _mean_frame(empty_frames)
+    intr = calibrate_intrinsics(board_frames, empty) if board_frames else None
     calib = calibrate_table(empty, intr, robot_id)
+    calib.correction = goal_correction(calib, empty)
     calib.colours = learn_colours(calib.rectify(empty), calib.rectify(_mean_frame(block_frames)))
     return calib
+
+
+def goal_correction(calib: CameraCalibration, empty: np.ndarray) -> tuple[float, float, float]:
+    """(dx, dy, dtheta): how far the printed goal, found to a few hundredths of a pixel in the
+    rectified frame of the empty mat, sits from where it is printed. The table pose comes from
+    markers at the mat's corners; what its small errors (and the intrinsics') leave at the
+    centre, where the verifier decides, is measured here on the goal's own edges and taken
+    out by rectify(). (0, 0, 0) when the goal cannot be fitted."""
+    from dataclasses import replace
+
+    flat = replace(calib, correction=(0.0, 0.0, 0.0))
+    rect = normalise(flat.rectify(empty))
+    n = rect.shape[0]
+    goal, wall = _region_masks(n)
+    inner = cv2.erode(goal, np.ones((5, 5), np.uint8)).astype(bool)
+    table = (cv2.dilate(goal, np.ones((9, 9), np.uint8)) == 0) & (wall == 0)
+    if inner.sum() < 50 or table.sum() < 50:
+        return (0.0, 0.0, 0.0)
+    goal_c, table_c = np.median(rect[inner], axis=0), np.median(rect[table], axis=0)
+    alpha, _resid = verify.unmix(rect, goal_c, [table_c])
+    mask = (alpha > 0.5).astype(np.uint8)
+    # the goal is fitted as the block is (the same colour fit: whatever bias that fit has,
+    # block and goal share it, and coverage compares the two)
+    nothing = np.zeros((n, n), np.float32)
+    colours = verify.MatColours(rect, goal_c, table_c, table_c, nothing)
+    seg = verify.Segmentation(
+        mask, np.ones_like(mask), wall == 0, lambda roi: alpha[roi], colours=colours
+    )
+    start = np.array([*tee_world_point(GOAL_POSE, verify.LOCAL_CENTROID), GOAL_POSE[2]])
+    fit, mismatch = verify._refine_colour(start, seg)
+    if mismatch > 0.2 or np.hypot(*(fit[:2] - start[:2])) > 5:
+        return (0.0, 0.0, 0.0)  # not the printed goal: leave the table pose as it is
+    seen = verify._pose_from_centroid(*fit)
+    turn = math.remainder(seen[2] - GOAL_POSE[2], 2 * math.pi)
+    return (float(seen[0] - GOAL_POSE[0]), float(seen[1] - GOAL_POSE[1]), float(turn))
 
 
 def _mean_frame(frames: list[np.ndarray]) -> np.ndarray:

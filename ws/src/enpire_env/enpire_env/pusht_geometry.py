@@ -150,3 +150,37 @@ def inside_walls(pose, margin: float = 0.5, max_shift: float = 20.0) -> np.ndarr
         elif 0 < above <= max_shift:
             pose[axis] -= above
     return pose
+
+
+@functools.cache
+def _tee_boxes() -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(p.min(axis=0), p.max(axis=0)) for p in _reference()]
+
+
+def tee_sdf(lx: np.ndarray, ly: np.ndarray):
+    """Signed distance of body-frame points to the T (the nearer of its two boxes) and its
+    gradient (d/dlx, d/dly)."""
+    sd = gx = gy = None
+    for lo, hi in _tee_boxes():
+        cx, cy = (lo + hi) / 2
+        hx, hy = (hi - lo) / 2
+        ux, uy = lx - cx, ly - cy
+        qx, qy = np.abs(ux) - hx, np.abs(uy) - hy
+        ox, oy = np.maximum(qx, 0), np.maximum(qy, 0)
+        out = np.hypot(ox, oy)
+        d = out + np.minimum(np.maximum(qx, qy), 0)
+        # outside: along (ox, oy) from the nearest point; inside: out through the nearer side
+        safe = np.where(out > 0, out, 1.0)
+        inside_x = qx > qy
+        rx = np.where(out > 0, ox / safe, inside_x) * np.sign(ux)
+        ry = np.where(out > 0, oy / safe, ~inside_x) * np.sign(uy)
+        if sd is None:
+            sd, gx, gy = d, rx, ry
+        else:
+            nearer = d < sd
+            sd, gx, gy = (
+                np.where(nearer, d, sd),
+                np.where(nearer, rx, gx),
+                np.where(nearer, ry, gy),
+            )
+    return sd, gx, gy

@@ -14,7 +14,9 @@ T drawn at the candidate pose, ignoring pixels the pusher covers; then fit to su
 precision by least squares between each pixel's block coverage (its colour unmixed between the
 block's and the table's or goal's) and the analytic coverage of a T drawn as the renderer draws
 it (edges outlined 2 px thick). Precision is limited by the renderer itself, which rounds the
-T's corners to whole pixels (bench/en_reset.py prints the figures).
+T's corners to whole pixels (bench/en_reset.py prints the figures). A calibrated camera's
+frame (rectified; :mod:`enpire_env.perception`) is fitted by its colours instead: each pixel
+predicted as block over goal over table, blurred (``_refine_colour``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from enpire_env.pusht_geometry import (
     reward_from_coverage,
     tee_local_polygons,
     tee_polygons,
+    tee_sdf,
     tee_world_point,
 )
 
@@ -171,7 +174,6 @@ def _refine(start: np.ndarray, block: np.ndarray, care: np.ndarray) -> tuple[np.
 
 _FILL = np.array(PALETTE["block"], dtype=float)
 _BACKGROUNDS = np.array([PALETTE["table"], PALETTE["goal"]], dtype=float)
-_RECTS = [(p.min(axis=0), p.max(axis=0)) for p in _polys]  # body-frame boxes of the T
 
 
 def unmix(c: np.ndarray, block: np.ndarray, backgrounds, max_alpha: float = 1.0):
@@ -197,36 +199,7 @@ def _soft_observed(img: np.ndarray, roi) -> np.ndarray:
     return unmix(img[roi].astype(float), _FILL, _BACKGROUNDS)[0]
 
 
-def _tee_sdf(lx: np.ndarray, ly: np.ndarray):
-    """Signed distance of body-frame points to the T (the nearer of its two boxes) and its
-    gradient (d/dlx, d/dly)."""
-    sd = gx = gy = None
-    for lo, hi in _RECTS:
-        cx, cy = (lo + hi) / 2
-        hx, hy = (hi - lo) / 2
-        ux, uy = lx - cx, ly - cy
-        qx, qy = np.abs(ux) - hx, np.abs(uy) - hy
-        ox, oy = np.maximum(qx, 0), np.maximum(qy, 0)
-        out = np.hypot(ox, oy)
-        d = out + np.minimum(np.maximum(qx, qy), 0)
-        # outside: along (ox, oy) from the nearest point; inside: out through the nearer side
-        safe = np.where(out > 0, out, 1.0)
-        inside_x = qx > qy
-        rx = np.where(out > 0, ox / safe, inside_x) * np.sign(ux)
-        ry = np.where(out > 0, oy / safe, ~inside_x) * np.sign(uy)
-        if sd is None:
-            sd, gx, gy = d, rx, ry
-        else:
-            nearer = d < sd
-            sd, gx, gy = (
-                np.where(nearer, d, sd),
-                np.where(nearer, rx, gx),
-                np.where(nearer, ry, gy),
-            )
-    return sd, gx, gy
-
-
-def _soft_template_centroid(g, xs: np.ndarray, ys: np.ndarray, k: float):
+def _soft_template_centroid(g, xs: np.ndarray, ys: np.ndarray, k: float, outline=OUTLINE_PX):
     """Fraction of each pixel (centres xs, ys in workspace px, width k) inside the T at
     centroid parameters ``g`` = (cx, cy, theta), with its Jacobian over them (analytic: the
     least-squares fit needs no finite differences)."""
@@ -235,8 +208,8 @@ def _soft_template_centroid(g, xs: np.ndarray, ys: np.ndarray, k: float):
     ux, uy = xs - cx, ys - cy
     lcx, lcy = LOCAL_CENTROID
     lx, ly = c * ux + s * uy + lcx, -s * ux + c * uy + lcy  # body frame
-    sd, gx, gy = _tee_sdf(lx, ly)
-    raw = 0.5 - (sd - OUTLINE_PX) / k
+    sd, gx, gy = tee_sdf(lx, ly)
+    raw = 0.5 - (sd - outline) / k
     tpl = np.clip(raw, 0.0, 1.0)
     slope = np.where((raw > 0.0) & (raw < 1.0), -1.0 / k, 0.0)
     jac = np.empty((len(xs), 3))
@@ -290,6 +263,19 @@ def _refine_soft(start: np.ndarray, seg: Segmentation):
 
 
 @dataclass
+class MatColours:
+    """A camera frame as the colour fit sees it: normalised (the table is about (1, 1, 1)),
+    with the colours of the block, the printed goal and the table, and the goal's coverage of
+    each pixel (sharp: where it is printed)."""
+
+    norm: np.ndarray  # float32 (n, n, 3)
+    block: np.ndarray  # (3,)
+    goal: np.ndarray
+    table: np.ndarray
+    goal_cover: np.ndarray  # float32 (n, n)
+
+
+@dataclass
 class Segmentation:
     """What the pose fit needs from an image: the block's pixels, where the fit may look, and
     each pixel's soft block coverage."""
@@ -300,6 +286,115 @@ class Segmentation:
     alpha: object  # roi -> fraction of each pixel the block covers
     pusher: np.ndarray | None = None  # the renderer's palette only (exact decision)
     wall: np.ndarray | None = None
+    colours: MatColours | None = None  # a camera's frame: fitted by its colours (_refine_colour)
+
+
+_BLUR_RANGE = (0.25, 4.0)  # px of the image: the camera's blur the colour fit may find
+
+
+def _refine_colour(start: np.ndarray, seg: Segmentation):
+    """Sub-pixel refinement on a camera's frame: each pixel's colour is predicted as what lies
+    in it, block over goal over table (the block a T of its real size at the candidate pose,
+    the goal where it is printed), blurred by the camera; least squares over the three
+    colour channels and (centroid x, centroid y, theta, blur). A pixel the block's edge cuts
+    is integrated over SUB x SUB points: near the goal it holds block, goal and table, and
+    where the goal lies under the block matters (measured: a two-colour unmixing of such
+    pixels, or a goal share taken as independent of the block's, was most of the pose error
+    left near the goal)."""
+    from scipy.optimize import least_squares
+
+    mc = seg.colours
+    n = seg.block.shape[0]
+    k = WORKSPACE_PX / n
+    ys, xs = np.nonzero(seg.block)
+    if len(xs) == 0:
+        return start, 1.0
+    m = int(math.ceil(12.0 / k))  # the blurred edges' tails lie inside this margin
+    roi = (
+        slice(max(ys.min() - m, 0), min(ys.max() + m + 1, n)),
+        slice(max(xs.min() - m, 0), min(xs.max() + m + 1, n)),
+    )
+    gy, gx = np.mgrid[roi[0], roi[1]]
+    h, w = gy.shape
+    px, py = (gx.ravel() + 0.5) * k, (gy.ravel() + 0.5) * k
+    off = ((np.arange(_SUB) + 0.5) / _SUB - 0.5) * k
+    sx = (px[:, None, None] + off[None, None, :]).repeat(_SUB, 1).reshape(len(px), -1)
+    sy = (py[:, None, None] + off[None, :, None]).repeat(_SUB, 2).reshape(len(py), -1)
+    goal_sub = _goal_share(sx, sy, k / _SUB)  # (pixels, SUB * SUB): fixed, the goal is printed
+    care = seg.soft_care[roi]
+    obs = mc.norm[roi][care]
+    gamma = mc.goal_cover[roi].reshape(-1, 1)
+    bg = gamma * mc.goal + (1.0 - gamma) * mc.table  # each pixel without the block (sharp)
+    bg_sub = goal_sub[..., None] * mc.goal + (1.0 - goal_sub[..., None]) * mc.table
+    block = mc.block.astype(np.float64)
+
+    def blur(img, sigma):
+        return cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+
+    last: dict = {}
+
+    def model(g):
+        key = g.tobytes()
+        if key not in last:
+            last.clear()
+            a, _ja = _soft_template_centroid(g[:3], px, py, k, 0.0)
+            sharp = bg + a[:, None] * (block - bg)
+            jac_sharp = np.zeros((len(px), 3, 3))  # pixel, parameter, channel
+            sd = _centre_sd(g[:3], px, py)
+            cut = np.nonzero(np.abs(sd) < 0.75 * k)[0]  # within a half-diagonal of the edge
+            if len(cut):
+                a_s, j_s = _soft_template_centroid(
+                    g[:3], sx[cut].ravel(), sy[cut].ravel(), k / _SUB, 0.0
+                )
+                a_s = a_s.reshape(len(cut), -1, 1)
+                over = block - bg_sub[cut]  # (cut, SUB * SUB, 3)
+                sharp[cut] = (bg_sub[cut] + a_s * over).mean(axis=1)
+                j_s = j_s.reshape(len(cut), -1, 3)
+                jac_sharp[cut] = np.einsum("csp,csk->cpk", j_s, over) / j_s.shape[1]
+            img = sharp.reshape(h, w, 3).astype(np.float32)
+            pred = blur(img, g[3])
+            jac = np.empty((int(care.sum()) * 3, 4))
+            for i in range(3):
+                ji = blur(jac_sharp[:, i, :].reshape(h, w, 3).astype(np.float32), g[3])
+                jac[:, i] = ji[care].ravel()
+            eps = 0.02
+            jac[:, 3] = ((blur(img, g[3] + eps) - pred) / eps)[care].ravel()
+            last[key] = (pred[care].ravel() - obs.ravel(), jac)
+        return last[key]
+
+    c0 = np.append(start, 1.0)
+    lo, hi = [-np.inf] * 3 + [_BLUR_RANGE[0]], [np.inf] * 3 + [_BLUR_RANGE[1]]
+    fit = least_squares(
+        lambda g: model(g)[0],
+        c0,
+        jac=lambda g: model(g)[1],
+        x_scale=[1.0, 1.0, 0.01, 0.3],
+        bounds=(lo, hi),
+    )
+    best = fit.x[:3] if fit.success else start
+    tpl = _soft_template_centroid(best, px, py, k, 0.0)[0].reshape(h, w)
+    alpha = seg.alpha(roi)
+    return best, float(np.abs(tpl - alpha)[care].sum() / max(tpl.sum(), 1.0))
+
+
+_SUB = 4  # per side: the points a cut pixel is integrated over
+
+
+def _centre_sd(g, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Signed distance of points to the T at centroid parameters ``g``."""
+    c, s = math.cos(g[2]), math.sin(g[2])
+    ux, uy = xs - g[0], ys - g[1]
+    lcx, lcy = LOCAL_CENTROID
+    return tee_sdf(c * ux + s * uy + lcx, -s * ux + c * uy + lcy)[0]
+
+
+def _goal_share(xs: np.ndarray, ys: np.ndarray, k: float) -> np.ndarray:
+    """How much of a point's neighbourhood (width k) the printed goal covers."""
+    gx, gy, th = GOAL_POSE
+    c, s = math.cos(th), math.sin(th)
+    ux, uy = xs - gx, ys - gy
+    sd = tee_sdf(c * ux + s * uy, -s * ux + c * uy)[0]
+    return np.clip(0.5 - sd / k, 0.0, 1.0)
 
 
 def palette_segmentation(img: np.ndarray) -> Segmentation:
@@ -332,11 +427,15 @@ def _estimate(img: np.ndarray, min_pixels: int = 50, model=None):
     if SOFT:
         cen = best.copy()
         cen[:2] = tee_world_point(best, LOCAL_CENTROID)
-        cen, mismatch = _refine_soft(cen, seg)
+        if seg.colours is not None:
+            cen, mismatch = _refine_colour(cen, seg)
+        else:
+            cen, mismatch = _refine_soft(cen, seg)
         best = _pose_from_centroid(*cen)
     else:
         mismatch = best_err / max(_draw(best, seg.block.shape[0]).sum(), 1)
-    best = best - (*RENDER_OFFSET_PX, 0.0)
+    if model is None:  # gym-pusht's renderer draws everything this far off; a camera does not
+        best = best - (*RENDER_OFFSET_PX, 0.0)
     best[2] = math.remainder(best[2], 2 * math.pi)
     return PoseEstimate(best, mismatch, visible), seg
 

@@ -93,7 +93,7 @@ def camera_setup(tmp_path_factory):
         path = tmp / name
         w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
         for _ in range(12):
-            w.write(cv2.cvtColor(camera.frame(cell.render(512)), cv2.COLOR_RGB2BGR))
+            w.write(cv2.cvtColor(camera.view(cell), cv2.COLOR_RGB2BGR))
         w.release()
         return path
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from enpire_env.pusht_geometry import GOAL_POSE, coverage
+from enpire_env.pusht_geometry import GOAL_POSE, coverage, tee_sdf
 from enpire_env.sim_cell import PushTCell
 from enpire_env.tasks import PUSHT
 from enpire_env.verify import estimate_block_pose, evaluate
@@ -87,7 +87,7 @@ def _template_at_pose(pose, xs, ys, k):
     x, y, th = pose
     c, s = math.cos(th), math.sin(th)
     lx, ly = c * (xs - x) + s * (ys - y), -s * (xs - x) + c * (ys - y)
-    return np.clip(0.5 - (verify._tee_sdf(lx, ly)[0] - verify.OUTLINE_PX) / k, 0.0, 1.0)
+    return np.clip(0.5 - (tee_sdf(lx, ly)[0] - verify.OUTLINE_PX) / k, 0.0, 1.0)
 
 
 def test_the_soft_fits_jacobian_is_the_templates_derivative():
