@@ -15,8 +15,10 @@ Printed per condition: median / p90 pose error [workspace px] and success/failur
 with the simulator's true coverage.
 
 The camera sees the block where it is (camera_sim.draw_scene, as a real camera sees a real
-block), so the target is 99.5 %. gym-pusht's own renderer rounds the T's vertices to whole
-pixels; the Bayes bound of its images is printed for the top-down verifier, which reads them.
+block); beside each condition's agreement is its bound: the expected agreement of the best
+verifier of such frames, from the Fisher information of a frame about the pose (Cramer-Rao;
+camera_bound). gym-pusht's own renderer rounds the T's vertices to whole pixels; the Bayes
+bound of its images is printed for the top-down verifier, which reads them.
 The last line per tilt is the palette verifier of gym-pusht's exact colours on the same
 rectified frames (what EN used before a calibration existed).
 """

@@ -251,6 +251,13 @@ class Evolution:
                             train_every=int(self.cfg.train_every),
                             train_budget=self.cfg.train_budget)  # fmt: skip
 
+    def add_step(self, agent_id: str, row: dict) -> None:
+        """One agent_steps row of this run for ``agent_id`` (on its own branch; tokens 0
+        unless the row says otherwise)."""
+        base = {"run_id": self.cfg.run_id, "agent_id": agent_id, "branch": agent_id,
+                "prompt_tokens": 0, "completion_tokens": 0}  # fmt: skip
+        self.ledger.add_agent_step({**base, **row})
+
     def _agent_main(self, agent_id: str) -> None:
         st, t0 = self.status[agent_id], time.time()
         try:
@@ -260,10 +267,8 @@ class Evolution:
             tb = traceback.format_exc(limit=6)
             self.log(f"evolve: {agent_id} failed: {e}\n{tb}")
             try:  # the morning report is built from the ledger: say there why it stopped
-                self.ledger.add_agent_step({
-                    "run_id": self.cfg.run_id, "agent_id": agent_id, "branch": agent_id,
-                    "prompt_tokens": 0, "completion_tokens": 0, "commit_sha": "",
-                    "parent_sha": "", "outcome": "agent_failed",
+                self.add_step(agent_id, {
+                    "commit_sha": "", "parent_sha": "", "outcome": "agent_failed",
                     "hypothesis": f"the agent stopped: {st.message}"[:500], "kept": 0,
                     "wall_start": t0, "wall_end": time.time(), "details": {"error": tb},
                 })  # fmt: skip
@@ -395,9 +400,7 @@ class Evolution:
                 return False  # another confirmation ended the run first
             ok = (not res.error_code and res.num_episodes >= c.confirm_episodes
                   and res.success_rate >= c.goal_success and not self.stopped)  # fmt: skip
-            self.ledger.add_agent_step({
-                "run_id": c.run_id, "agent_id": agent_id, "branch": agent_id,
-                "prompt_tokens": 0, "completion_tokens": 0,
+            self.add_step(agent_id, {
                 "commit_sha": sha, "parent_sha": sha,
                 "hypothesis": f"confirm on {c.confirm_episodes} fresh episodes",
                 "parent_rate": parent_rate,
@@ -442,9 +445,7 @@ class _AgentRunner:
         return self.evo.ledger.agent_steps(self.cfg.run_id, self.agent_id)
 
     def _record(self, row: dict) -> None:
-        base = {"run_id": self.cfg.run_id, "agent_id": self.agent_id, "branch": self.agent_id,
-                "prompt_tokens": 0, "completion_tokens": 0}  # fmt: skip
-        self.evo.ledger.add_agent_step({**base, **row})
+        self.evo.add_step(self.agent_id, row)
 
     def _resume_or_baseline(self) -> None:
         kept = [r for r in self._history() if r["kept"]]

@@ -110,7 +110,9 @@ def test_a_new_policy_finds_its_workers_started_before_robots_switch(tmp_path):
         deadline = time.monotonic() + 60
         while len(svc._workers) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)  # both robots run the first policy (1.2 s per episode)
-        second = svc.submit(_request(PolicyRef(name="naive"), 2, seed=5))
+        # enough episodes that the robot whose first-policy episodes end last still gets some
+        # (with 2, a robot that finished early could run both while the other was still busy)
+        second = svc.submit(_request(PolicyRef(name="naive"), 6, seed=5))
         # both robots will switch to the second policy: two spare workers start meanwhile
         spares = list(svc._spares[PolicyRef(name="naive").key()])
         assert len(spares) == 2
