@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from enpire_env.pusht_geometry import WORKSPACE_PX
+from enpire_env.pusht_geometry import GOAL_POSE, WORKSPACE_PX, tee_polygons, tee_sdf
 
 ARUCO_DICT = cv2.aruco.DICT_4X4_50
 MAT_MARGIN = 80.0  # workspace px of mat around the workspace
@@ -95,8 +95,6 @@ def _mat_layer() -> np.ndarray:
     """The printed goal and the walls on the white table, anti-aliased (float32 RGB)."""
     n, s = int(WORKSPACE_PX), 8
     img = np.full((n * s, n * s, 3), 255, np.uint8)
-    from enpire_env.pusht_geometry import GOAL_POSE, tee_polygons
-
     for poly in tee_polygons(GOAL_POSE):  # pixel j's centre is at workspace (j + 0.5) / s
         pts = np.round((poly * s - 0.5) * 16).astype(np.int32)
         cv2.fillPoly(img, [pts], _GOAL, lineType=cv2.LINE_8, shift=4)
@@ -130,8 +128,6 @@ def draw_scene(block_pose, pusher_xy=None) -> np.ndarray:
     pusher, each where it is to a sixteenth of a pixel, in gym-pusht's colours. gym-pusht's
     renderer rounds every vertex to a whole pixel and outlines the T 2 px fatter in a darker
     colour: no camera sees a real block that way."""
-    from enpire_env.pusht_geometry import tee_sdf
-
     img = _mat_layer().copy()
     n = img.shape[0]
     x, y, th = (float(v) for v in block_pose)
