@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -647,11 +648,11 @@ class AgentHost:
         st = self.status[agent_id]
         c = self.cfg.cli
         (self.run_dir / "logs").mkdir(exist_ok=True)
+        t0 = time.time()
         try:
             _tree, files, mcp = self._prepare(agent_id)
         except Exception as e:  # noqa: BLE001 - one agent's set-up failing ends only it
-            st.state, st.message = "failed", f"{type(e).__name__}: {e}"
-            self.log(f"agents: {agent_id} could not start: {e}")
+            self._failed(agent_id, f"{type(e).__name__}: {e}", t0, traceback.format_exc(limit=6))
             return
         failures_in_row = 0
         log_dir = self.run_dir / "logs"
@@ -675,8 +676,7 @@ class AgentHost:
             try:
                 rc, why = self._turn(agent_id, argv, files, log_dir)
             except OSError as e:  # the program is not there (or not executable): no retrying
-                st.state, st.message = "failed", f"cannot start {argv[0]}: {e}"
-                self.log(f"agents: {agent_id} {st.message}")
+                self._failed(agent_id, f"cannot start {argv[0]}: {e}", t0)
                 return
             if self._stop.is_set():
                 break
@@ -688,8 +688,7 @@ class AgentHost:
             st.restarts += 1
             what = why or f"exited with {rc}"
             if failures_in_row > c.max_restarts:
-                st.state, st.message = "failed", f"{what}; {c.max_restarts} restarts in a row"
-                self.log(f"agents: {agent_id} given up: {st.message}")
+                self._failed(agent_id, f"{what}; {c.max_restarts} restarts in a row", t0)
                 return
             wait = min(c.backoff * 2 ** (failures_in_row - 1), c.max_backoff)
             st.state, st.message = "restarting", f"{what}; restart in {wait:g} s"
@@ -699,6 +698,18 @@ class AgentHost:
             )
             self._stop.wait(wait)
         st.state = "done"
+
+    def _failed(self, agent_id: str, why: str, t0: float, error: str = "") -> None:
+        """The agent is given up: its status, the log, and an ``agent_failed`` row in the
+        ledger, which the morning report shows (its queue experiments still count)."""
+        st = self.status[agent_id]
+        st.state, st.message = "failed", why
+        self.log(f"agents: {agent_id} given up: {why}")
+        try:
+            details = {"error": error or why, "restarts": st.restarts}
+            self.ledger.add_agent_failed(self.cfg.run_id, agent_id, why, t0, details)
+        except Exception as e:  # noqa: BLE001 - the ledger's own failure is logged only
+            self.log(f"agents: {agent_id}: its failure could not be recorded: {e}")
 
     def _turn(self, agent_id: str, argv: list[str], files: dict, log_dir: Path) -> tuple[int, str]:
         """One CLI run: (exit code, why the host ended it: "" | "hung" | "budget")."""

@@ -267,11 +267,8 @@ class Evolution:
             tb = traceback.format_exc(limit=6)
             self.log(f"evolve: {agent_id} failed: {e}\n{tb}")
             try:  # the morning report is built from the ledger: say there why it stopped
-                self.add_step(agent_id, {
-                    "commit_sha": "", "parent_sha": "", "outcome": "agent_failed",
-                    "hypothesis": f"the agent stopped: {st.message}"[:500], "kept": 0,
-                    "wall_start": t0, "wall_end": time.time(), "details": {"error": tb},
-                })  # fmt: skip
+                details = {"error": tb}
+                self.ledger.add_agent_failed(self.cfg.run_id, agent_id, st.message, t0, details)
             except Exception as le:  # noqa: BLE001 - the ledger's own failure is logged only
                 self.log(f"evolve: {agent_id}: its failure could not be recorded: {le}")
         else:

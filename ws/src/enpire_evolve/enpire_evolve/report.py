@@ -21,11 +21,13 @@ import numpy as np
 
 def queue_experiments(ledger, run_id: str) -> list[dict]:
     """The run's finished experiments from the queue of agents hosted by ``enpire agents``
-    (the evolve node's agents go through the queue too, but their steps are in agent_steps)."""
+    (the evolve node's agents go through the queue too, but their steps are in agent_steps;
+    a CLI agent that was given up has only an ``agent_failed`` row there)."""
     return ledger.query(
         "SELECT agent_id, kind, commit_sha, episodes_done, successes, success_rate, finished,"
         " result FROM experiments WHERE run_id = ? AND status = 'done' AND agent_id NOT IN"
-        " (SELECT DISTINCT agent_id FROM agent_steps WHERE run_id = ?) ORDER BY finished",
+        " (SELECT DISTINCT agent_id FROM agent_steps WHERE run_id = ?"
+        " AND outcome != 'agent_failed') ORDER BY finished",
         (run_id, run_id),
     )
 

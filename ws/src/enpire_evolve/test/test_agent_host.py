@@ -266,3 +266,33 @@ def test_a_missing_program_fails_the_agent_with_the_reason(tmp_path):
     st = host.status["agent_0"]
     assert st.state == "failed" and "cannot start" in st.message and st.restarts == 0
     assert out["reason"] == "agents finished"
+    # the morning report is built from the ledger: the row says why the agent stopped
+    rows = host.ledger.agent_steps("missing", "agent_0")
+    assert [r["outcome"] for r in rows] == ["agent_failed"]
+    assert "cannot start" in rows[0]["hypothesis"]
+
+
+def test_an_agent_that_keeps_failing_is_given_up_and_its_experiments_still_count(tmp_path):
+    from enpire_evolve.report import queue_experiments
+
+    agent = tmp_path / "crashing-agent"
+    agent.write_text("#!/bin/sh\nexit 3\n")
+    agent.chmod(0o755)
+    cli = CliAgentConfig(
+        backend="command", command=[str(agent)], isolation="none", max_restarts=1, backoff=0.1
+    )
+    host = AgentHost(
+        HostConfig(run_id="crash", agents=1, cli=cli, wall_budget=60), tmp_path / "data", log=print
+    )
+    # an experiment it finished before it broke (as the queue records one)
+    host.ledger.add_experiment({
+        "id": "e1", "run_id": "crash", "agent_id": "agent_0", "kind": "screen", "policy": "{}",
+        "commit_sha": "abc", "episodes": 10, "status": "done", "submitted": 0.0,
+        "finished": 1.0, "episodes_done": 10, "successes": 7, "success_rate": 0.7,
+    })  # fmt: skip
+    host.run(poll=0.2)
+    st = host.status["agent_0"]
+    assert st.state == "failed" and "exited with 3; 1 restarts in a row" in st.message
+    rows = host.ledger.agent_steps("crash", "agent_0")
+    assert [r["outcome"] for r in rows] == ["agent_failed"]
+    assert [e["commit_sha"] for e in queue_experiments(host.ledger, "crash")] == ["abc"]

@@ -260,6 +260,18 @@ class Ledger:
     def add_agent_step(self, row: dict) -> int:
         return self._insert("INSERT", "agent_steps", row)
 
+    def add_agent_failed(
+        self, run_id: str, agent_id: str, why: str, t0: float, details: dict
+    ) -> int:
+        """An ``agent_failed`` step: the agent stopped for good (``why``), so the morning report
+        can say so."""
+        return self.add_agent_step({
+            "run_id": run_id, "agent_id": agent_id, "branch": agent_id, "prompt_tokens": 0,
+            "completion_tokens": 0, "commit_sha": "", "parent_sha": "",
+            "outcome": "agent_failed", "hypothesis": f"the agent stopped: {why}"[:500], "kept": 0,
+            "wall_start": t0, "wall_end": time.time(), "details": details,
+        })  # fmt: skip
+
     def agent_steps(self, run_id: str, agent_id: str | None = None) -> list[dict]:
         sql, args = "SELECT * FROM agent_steps WHERE run_id = ?", [run_id]
         if agent_id is not None:
