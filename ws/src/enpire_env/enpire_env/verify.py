@@ -337,10 +337,10 @@ def _refine_colour(start: np.ndarray, seg: Segmentation):
         key = g.tobytes()
         if key not in last:
             last.clear()
-            a, _ja = _soft_template_centroid(g[:3], px, py, k, 0.0)
-            sharp = bg + a[:, None] * (block - bg)
-            jac_sharp = np.zeros((len(px), 3, 3))  # pixel, parameter, channel
             sd = _centre_sd(g[:3], px, py)
+            a = np.clip(0.5 - sd / k, 0.0, 1.0)  # exact but where the edge cuts a pixel:
+            sharp = bg + a[:, None] * (block - bg)  # those are integrated below
+            jac_sharp = np.zeros((len(px), 3, 3))  # pixel, parameter, channel
             cut = np.nonzero(np.abs(sd) < 0.75 * k)[0]  # within a half-diagonal of the edge
             if len(cut):
                 a_s, j_s = _soft_template_centroid(
