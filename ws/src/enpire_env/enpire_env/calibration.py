@@ -27,7 +27,7 @@ from enpire_env.camera_sim import (
     charuco_board,
     mat_marker_corners,
 )
-from enpire_env.pusht_geometry import WORKSPACE_PX
+from enpire_env.pusht_geometry import GOAL_POSE, WORKSPACE_PX
 
 MIN_BOARD_VIEWS = 4
 MIN_BOARD_CORNERS = 8
@@ -228,12 +228,13 @@ class CameraCalibration:
 
     def corrected(self, pts_ws: np.ndarray) -> np.ndarray:
         """Where table points (N, 2) are by the table pose, given ``correction``: a turn by
-        dtheta about the goal's centre and a shift by (dx, dy)."""
+        dtheta about the goal's position and a shift by (dx, dy), as goal_correction measured
+        them."""
         dx, dy, dth = self.correction
         if not (dx or dy or dth):
             return pts_ws
         c, s = math.cos(dth), math.sin(dth)
-        centre = np.array([WORKSPACE_PX / 2, WORKSPACE_PX / 2])
+        centre = np.array(GOAL_POSE[:2])
         rel = np.asarray(pts_ws, dtype=np.float64) - centre
         return centre + (dx, dy) + rel @ np.array([[c, s], [-s, c]])
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from enpire_env.pusht_geometry import GOAL_POSE, WORKSPACE_PX, tee_polygons, tee_sdf
+from enpire_env.pusht_geometry import GOAL_POSE, WORKSPACE_PX, tee_polygons, tee_sdf_at
 
 ARUCO_DICT = cv2.aruco.DICT_4X4_50
 MAT_MARGIN = 80.0  # workspace px of mat around the workspace
@@ -130,17 +130,14 @@ def draw_scene(block_pose, pusher_xy=None) -> np.ndarray:
     colour: no camera sees a real block that way."""
     img = _mat_layer().copy()
     n = img.shape[0]
-    x, y, th = (float(v) for v in block_pose)
-    c, s = math.cos(th), math.sin(th)
 
     def tee(px, py):
-        ux, uy = px - x, py - y
-        return tee_sdf(c * ux + s * uy, -s * ux + c * uy)[0]
+        return tee_sdf_at(block_pose, px, py)
 
     def pusher(px, py):
         return np.hypot(px - pusher_xy[0], py - pusher_xy[1]) - _PUSHER_RADIUS
 
-    layers = [(tee, (x, y), 125.0, _BLOCK)]
+    layers = [(tee, block_pose[:2], 125.0, _BLOCK)]
     if pusher_xy is not None:
         layers.insert(0, (pusher, pusher_xy, _PUSHER_RADIUS, _PUSHER))
     for sd_of, (cx, cy), reach, colour in layers:

@@ -184,3 +184,11 @@ def tee_sdf(lx: np.ndarray, ly: np.ndarray):
                 np.where(nearer, ry, gy),
             )
     return sd, gx, gy
+
+
+def tee_sdf_at(pose, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Signed distance of workspace points (xs, ys) to the T at block pose ``pose``."""
+    x, y, th = (float(v) for v in pose)
+    c, s = math.cos(th), math.sin(th)
+    ux, uy = xs - x, ys - y
+    return tee_sdf(c * ux + s * uy, -s * ux + c * uy)[0]

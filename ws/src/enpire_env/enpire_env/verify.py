@@ -38,6 +38,7 @@ from enpire_env.pusht_geometry import (
     tee_local_polygons,
     tee_polygons,
     tee_sdf,
+    tee_sdf_at,
     tee_world_point,
 )
 
@@ -337,7 +338,7 @@ def _refine_colour(start: np.ndarray, seg: Segmentation):
         key = g.tobytes()
         if key not in last:
             last.clear()
-            sd = _centre_sd(g[:3], px, py)
+            sd = tee_sdf_at(_pose_from_centroid(*g[:3]), px, py)
             a = np.clip(0.5 - sd / k, 0.0, 1.0)  # exact but where the edge cuts a pixel:
             sharp = bg + a[:, None] * (block - bg)  # those are integrated below
             jac_sharp = np.zeros((len(px), 3, 3))  # pixel, parameter, channel
@@ -380,21 +381,9 @@ def _refine_colour(start: np.ndarray, seg: Segmentation):
 _SUB = 4  # per side: the points a cut pixel is integrated over
 
 
-def _centre_sd(g, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Signed distance of points to the T at centroid parameters ``g``."""
-    c, s = math.cos(g[2]), math.sin(g[2])
-    ux, uy = xs - g[0], ys - g[1]
-    lcx, lcy = LOCAL_CENTROID
-    return tee_sdf(c * ux + s * uy + lcx, -s * ux + c * uy + lcy)[0]
-
-
 def _goal_share(xs: np.ndarray, ys: np.ndarray, k: float) -> np.ndarray:
     """How much of a point's neighbourhood (width k) the printed goal covers."""
-    gx, gy, th = GOAL_POSE
-    c, s = math.cos(th), math.sin(th)
-    ux, uy = xs - gx, ys - gy
-    sd = tee_sdf(c * ux + s * uy, -s * ux + c * uy)[0]
-    return np.clip(0.5 - sd / k, 0.0, 1.0)
+    return np.clip(0.5 - tee_sdf_at(GOAL_POSE, xs, ys) / k, 0.0, 1.0)
 
 
 def palette_segmentation(img: np.ndarray) -> Segmentation:
