@@ -6,7 +6,12 @@
    CpuMeter) divided by the robot-steps it drove (control periods of cell time, resets and
    episodes alike), the wall time per policy step, and the same episodes in one process (no
    ROS) for the ROS / in-process ratio;
-3. throughput: episodes per hour with 1, 4 and 8 cells, each fleet running one long goal.
+3. throughput: episodes per hour with 1, 4 and 8 cells, each fleet running one long goal;
+4. what this machine charges for idling between steps, which the targets meet here: the same
+   in-process episodes paced to the control period (as SimRobot with the fleet's time_scale),
+   a thread that only sleeps one control period per wake, and the floor of a ROS step: its
+   two messages alone (CellState out, JointTrajectory back) between two processes at the
+   control period, read as the nodes read them.
 
     scripts/run python bench/fleet_cost.py [--cells 1 4 8] [--time-scale 5]
         [--throughput-time-scale 2] [--window 120] [--out bench/results/fleet_cost.txt]
@@ -294,36 +299,125 @@ def idle_and_step(args, env: dict, out: list[str], video: bool) -> float:
     return per_step
 
 
-def in_process(args) -> float:
+def in_process(args, paced: bool) -> float:
+    """CPU ms per policy step of the same heuristic episodes in this process (no ROS): as fast
+    as they compute, or ``paced`` to the fleet's control period in wall time (R's in-process
+    robot, SimRobot, with the fleet's time_scale), which idles between steps as a fleet does."""
     from enpire_env.sim_cell import PushTCell
-    from enpire_policy.episode import run_episode
+    from enpire_policy.episode import run_on_port
     from enpire_policy.heuristic import HeuristicPushT
+    from enpire_rollout.rollout_service import SimRobot
 
-    cell, pol = PushTCell(), HeuristicPushT()
+    pol = HeuristicPushT()
+    robot = SimRobot("bench", PushTCell(), time_scale=args.time_scale if paced else 0.0)
     t, steps = time.process_time(), 0
     for s in range(args.seed, args.seed + args.episodes):
-        steps += run_episode(pol, s, cell).steps
+        robot.reset(s)
+        pol.reset(s)
+        steps += run_on_port(robot, pol, s).steps
     return 1000 * (time.process_time() - t) / max(steps, 1)
 
 
-def throughput(cells: int, args, env: dict) -> float:
+def _floor_peer(role: str, period: float, steps: int) -> None:
+    """One side of the messaging floor: the cell publishes a CellState per period and takes
+    the commands that came; the policy side answers each state with a JointTrajectory. Both
+    read their topics as the nodes do (StreamNode). Prints its CPU ms per step."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from trajectory_msgs.msg import JointTrajectory
+
+    from enpire_env.kinematics import JOINT_NAMES
+    from enpire_env.node_utils import StreamNode
+    from enpire_env.ros_conversions import make_trajectory
+    from enpire_msgs.msg import BlockPose, CellState
+
+    rclpy.init()
+    node = rclpy.create_node(f"floor_{role}")
+    streams = StreamNode(node)
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    if role == "cell":
+        pub = node.create_publisher(CellState, "floor/cell_state", qos)
+        streams.subscribe(JointTrajectory, "floor/joint_trajectory", lambda m: None, qos)
+        while pub.get_subscription_count() == 0:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        t0, nxt = time.process_time(), time.monotonic()
+        for i in range(steps):
+            pose = BlockPose(visible=True, x=250.0, y=250.0, theta=0.5)
+            msg = CellState(name=list(JOINT_NAMES), position=[0.1] * 6, velocity=[0.0] * 6)
+            msg.block_pose = pose
+            msg.header.stamp.sec = i
+            pub.publish(msg)
+            nxt += period
+            time.sleep(max(0.0, nxt - time.monotonic()))
+    else:
+        pub = node.create_publisher(JointTrajectory, "floor/joint_trajectory", qos)
+
+        n, t0, done = [0], [0.0], threading.Event()
+
+        def answer(_msg) -> None:
+            pub.publish(make_trajectory(JOINT_NAMES, [(0.1, [0.1] * 6)]))
+            n[0] += 1
+            if n[0] == 1:
+                t0[0] = time.process_time()
+            elif n[0] == steps:
+                done.set()
+
+        streams.subscribe(CellState, "floor/cell_state", answer, qos)
+        done.wait(steps * period + 60)
+        t0, steps = t0[0], steps - 1  # the clock started at the first state
+    print(f"{1000 * (time.process_time() - t0) / steps:.4f}", flush=True)
+    streams.close()
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def messaging_floor(args, env: dict, steps: int = 500) -> tuple[float, float]:
+    """CPU ms per step of a policy step's two messages alone (state to R, command to the cell)
+    between two processes at the fleet's control period: (cell side, policy side)."""
+    period = 1.0 / (args.control_hz * args.time_scale)
+    cmd = [sys.executable, __file__, "--floor-peer"]
+    peers = [
+        subprocess.Popen(
+            [*cmd, role, str(period), str(steps)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for role in ("policy", "cell")
+    ]
+    cpu = [float(p.communicate(timeout=300)[0].split()[-1]) for p in peers]
+    return cpu[1], cpu[0]
+
+
+def throughput(cells: int, args, env: dict) -> tuple[float, float]:
+    """Episodes per hour of a fleet of ``cells`` running one long goal, and the CPU ms per
+    robot-step of all its processes over the same window: the CPU from the end of the warm-up
+    to the end of the goal over the robot-steps (cell seconds of resets and episodes x
+    control_hz) of the episodes that ended in it (an episode running across either end of the
+    window is on one side only, so the figure is good to about one episode per cell)."""
     with tempfile.TemporaryDirectory(prefix=f"enpire-cost-{cells}-") as data:
         fleet = Fleet(cells, args.throughput_time_scale, data, env)
+        meter: list[CpuMeter] = []
         try:
             time.sleep(args.settle)
             t0 = time.time()
+            timer = threading.Timer(args.warmup, lambda: meter.append(fleet.meter()))
+            timer.start()
             rollout(env, 10000, args.seed, budget=args.window)
             t1 = time.time()
+            timer.cancel()
+            used = meter[0].stop() if meter else {}
         finally:
             fleet.close()
         start = t0 + args.warmup
-        n = ledger_rows(
+        rows = ledger_rows(
             data,
-            "SELECT COUNT(*) AS n FROM episodes WHERE wall_end >= ? AND wall_end <= ? "
-            "AND status IN ('success', 'failure')",
+            "SELECT status, robot_seconds, reset_seconds FROM episodes "
+            "WHERE wall_end >= ? AND wall_end <= ?",
             (start, t1),
-        )[0]["n"]
-    return n / ((t1 - start) / 3600)
+        )
+    n = sum(r["status"] in ("success", "failure") for r in rows)
+    robot_steps = sum(r["robot_seconds"] + r["reset_seconds"] for r in rows) * args.control_hz
+    cpu = 1000 * sum(used.values()) / robot_steps if robot_steps else float("nan")
+    return n / ((t1 - start) / 3600), cpu
 
 
 def main() -> None:
@@ -340,26 +434,51 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=30.0, help="s of the window not counted")
     ap.add_argument("--domain", type=int, default=78)
     ap.add_argument("--out", default="")
+    ap.add_argument("--floor-peer", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.floor_peer:
+        _floor_peer(args.floor_peer[0], float(args.floor_peer[1]), int(args.floor_peer[2]))
+        return
     env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     out = [f"bench/fleet_cost.py on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"]
-    direct = in_process(args)
+    direct, paced = in_process(args, False), in_process(args, True)
     print(out[0], flush=True)
     for video in (True, False):
         shown = len(out)
         ros = idle_and_step(args, env, out, video)
         out.append(
-            f"  in one process (same episodes, no ROS, no video): {direct:.2f} ms CPU per "
-            f"step -> ROS / in-process {ros / direct:.1f}x (target <= 4x)"
+            f"  in one process (same episodes, no ROS, no video), as fast as they compute: "
+            f"{direct:.2f} ms CPU per step -> ROS / in-process {ros / direct:.1f}x (target <= 4x)"
+        )
+        out.append(
+            f"  the same, paced to the control period as the fleet is (SimRobot, time_scale "
+            f"{args.time_scale:g}): {paced:.2f} ms CPU per step -> ROS / in-process "
+            f"{ros / paced:.1f}x"
         )
         print("\n".join(out[shown:]), flush=True)
+    period = 1.0 / (args.control_hz * args.time_scale)
+    t = time.process_time()
+    for _ in range(100):
+        time.sleep(period)
+    out.append(
+        f"idling: a thread that sleeps {1000 * period:.0f} ms and does nothing else: "
+        f"{10 * (time.process_time() - t):.3f} ms CPU per wake"
+    )
+    cell, pol = messaging_floor(args, env)
+    out.append(
+        f"floor: a policy step's two messages alone (CellState out, JointTrajectory back) between "
+        f"two processes at the control period ({1000 / args.control_hz / args.time_scale:.0f} ms),"
+        f" read as the nodes read them: {cell:.2f} + {pol:.2f} = {cell + pol:.2f} ms CPU per step"
+    )
+    print(out[-1], flush=True)
     rates = {}
     for n in args.cells:
-        rates[n] = throughput(n, args, env)
+        rates[n], cpu = throughput(n, args, env)
         line = (
             f"throughput: {n} cell(s) at time_scale {args.throughput_time_scale:g}: "
-            f"{rates[n]:.0f} episodes/h"
+            f"{rates[n]:.0f} episodes/h, {cpu:.2f} ms CPU per robot-step (all processes, "
+            "default video recording)"
         )
         out.append(line)
         print(line, flush=True)

@@ -77,9 +77,15 @@ def type_name(msg) -> str:
 
 class McapEpisodeLog:
     """Write ROS messages of one episode; the file appears only when closed (atomic).
-    Thread-safe: topic callbacks of several threads may write at once."""
+    Thread-safe: topic callbacks of several threads may write at once.
 
-    def __init__(self, path: str | Path):
+    Messages are kept as they come and serialized and written ``batch`` at a time (and at
+    close): one control step's worth of serializing, schema lookup and chunk writing costs
+    ~0.3 ms of CPU when it runs right after the step's wake on a 2-core VM, a fraction of that
+    in a batch (the fleet's step cost, bench/fleet_cost.py). Nothing is lost by waiting: the
+    file is only there once closed."""
+
+    def __init__(self, path: str | Path, batch: int = 200):
         from mcap.writer import CompressionType, Writer
 
         self.path = Path(path)
@@ -92,18 +98,24 @@ class McapEpisodeLog:
         self._channels: dict[str, int] = {}
         self._seq = 0
         self._lock = threading.Lock()
+        self._batch, self._pending = batch, []
 
     def write(self, topic: str, msg, t_ns: int) -> None:
+        with self._lock:
+            if self._f.closed:
+                return  # a late callback after close/abort
+            self._pending.append((topic, msg, t_ns))
+            if len(self._pending) >= self._batch:
+                self._flush()
+
+    def _flush(self) -> None:
         from rclpy.serialization import serialize_message
 
-        data = serialize_message(msg)
-        tname = type_name(msg)
-        with self._lock:
-            self._write(topic, tname, data, t_ns)
+        for topic, msg, t_ns in self._pending:
+            self._write(topic, type_name(msg), serialize_message(msg), t_ns)
+        self._pending = []
 
     def _write(self, topic: str, tname: str, data: bytes, t_ns: int) -> None:
-        if self._f.closed:
-            return  # a late callback after close/abort
         if topic not in self._channels:
             if tname not in self._schemas:
                 self._schemas[tname] = self._w.register_schema(
@@ -115,10 +127,12 @@ class McapEpisodeLog:
 
     def metadata(self, name: str, data: dict[str, str]) -> None:
         with self._lock:
+            self._flush()
             self._w.add_metadata(name, {k: str(v) for k, v in data.items()})
 
     def close(self) -> Path:
         with self._lock:
+            self._flush()
             self._w.finish()
             self._f.close()
         os.replace(self._tmp, self.path)
@@ -126,6 +140,7 @@ class McapEpisodeLog:
 
     def abort(self) -> None:
         with self._lock:
+            self._pending = []
             self._f.close()
         self._tmp.unlink(missing_ok=True)
 

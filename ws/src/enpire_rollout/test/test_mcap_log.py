@@ -75,3 +75,15 @@ def test_concurrent_writers_do_not_corrupt_the_file(tmp_path):
     msgs = read_messages(tmp_path / "ep.mcap")
     assert len(msgs) == 800
     assert all(len(m.data) == 3 * m.width for t, m, _ in msgs if "img" in t)
+
+
+def test_batched_messages_keep_their_order_values_and_times(tmp_path):
+    log = McapEpisodeLog(tmp_path / "ep.mcap", batch=3)  # written 3 at a time, the rest at close
+    for i in range(10):
+        log.write("/r/joint_states", JointState(name=["a"], position=[float(i)]), 100 + i)
+    log.metadata("episode", {"seed": 1})
+    log.write("/r/joint_states", JointState(name=["a"], position=[10.0]), 110)
+    log.close()
+    msgs = read_messages(tmp_path / "ep.mcap")
+    assert [m.position[0] for _, m, _ in msgs] == [float(i) for i in range(11)]
+    assert [ts for _, _, ts in msgs] == list(range(100, 111))
