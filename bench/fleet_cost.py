@@ -7,7 +7,7 @@
    episodes alike), the wall time per policy step, and the same episodes in one process (no
    ROS) for the ROS / in-process ratio;
 3. throughput: episodes per hour with 1, 4 and 8 cells, each fleet running one long goal;
-4. what this machine charges for idling between steps, which the targets meet here: the same
+4. what this machine charges for idling between steps, which every step of a fleet pays: the same
    in-process episodes paced to the control period (as SimRobot with the fleet's time_scale),
    a thread that only sleeps one control period per wake, and the floor of a ROS step: its
    two messages alone (CellState out, JointTrajectory back) between two processes at the
@@ -353,19 +353,20 @@ def _floor_peer(role: str, period: float, steps: int) -> None:
     else:
         pub = node.create_publisher(JointTrajectory, "floor/joint_trajectory", qos)
 
-        n, t0, done = [0], [0.0], threading.Event()
+        answered, started, done = [0], [0.0], threading.Event()
 
         def answer(_msg) -> None:
             pub.publish(make_trajectory(JOINT_NAMES, [(0.1, [0.1] * 6)]))
-            n[0] += 1
-            if n[0] == 1:
-                t0[0] = time.process_time()
-            elif n[0] == steps:
+            answered[0] += 1
+            if answered[0] == 1:
+                started[0] = time.process_time()
+            elif answered[0] == steps:
                 done.set()
 
         streams.subscribe(CellState, "floor/cell_state", answer, qos)
         done.wait(steps * period + 60)
-        t0, steps = t0[0], steps - 1  # the clock started at the first state
+        # the clock started at the first state: the steps answered after it
+        t0, steps = started[0], max(answered[0] - 1, 1)
     print(f"{1000 * (time.process_time() - t0) / steps:.4f}", flush=True)
     streams.close()
     node.destroy_node()
@@ -457,18 +458,18 @@ def main() -> None:
             f"{ros / paced:.1f}x"
         )
         print("\n".join(out[shown:]), flush=True)
-    period = 1.0 / (args.control_hz * args.time_scale)
+    period, wakes = 1.0 / (args.control_hz * args.time_scale), 100
     t = time.process_time()
-    for _ in range(100):
+    for _ in range(wakes):
         time.sleep(period)
     out.append(
         f"idling: a thread that sleeps {1000 * period:.0f} ms and does nothing else: "
-        f"{10 * (time.process_time() - t):.3f} ms CPU per wake"
+        f"{1000 * (time.process_time() - t) / wakes:.3f} ms CPU per wake"
     )
     cell, pol = messaging_floor(args, env)
     out.append(
         f"floor: a policy step's two messages alone (CellState out, JointTrajectory back) between "
-        f"two processes at the control period ({1000 / args.control_hz / args.time_scale:.0f} ms),"
+        f"two processes at the control period ({1000 * period:.0f} ms),"
         f" read as the nodes read them: {cell:.2f} + {pol:.2f} = {cell + pol:.2f} ms CPU per step"
     )
     print(out[-1], flush=True)
