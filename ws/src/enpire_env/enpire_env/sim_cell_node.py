@@ -8,6 +8,7 @@ Per robot namespace:
   pub  joint_states                         sensor_msgs/JointState       (every control step)
   pub  cell_state                           enpire_msgs/CellState: joint states and block pose
                                             in one message (every step, while subscribed)
+  pub  cell_state/video                     the same with the step's camera frame (camera_hz)
   pub  camera/image_raw                     sensor_msgs/Image rgb8, top-down (camera_hz)
   pub  clock                                rosgraph_msgs/Clock: the cell's own clock
   pub  sim/ground_truth                     enpire_msgs/SimGroundTruth (tests/benchmarks only)
@@ -78,10 +79,13 @@ class SimCellNode(Node):
         )  # fmt: skip
         self.lockstep = declare(
             self, "lockstep", True,
-            "While commands stream in (one within the last lockstep_window cell seconds), "
-            "wait up to lockstep_timeout wall seconds for the next one before each step, as a "
-            "synchronous simulator: a loaded machine slows the cell instead of the policy "
-            "missing its control period. Simulation only; a real arm does not wait.",
+            "While a policy's commands stream in (one within the last lockstep_window cell "
+            "seconds), wait up to lockstep_timeout wall seconds for the next one before each "
+            "step, as a synchronous simulator: a loaded machine slows the cell instead of the "
+            "policy missing its control period. The policy's commands are those on "
+            "policy/joint_trajectory (safety_filter: true); without the filter in the cell, "
+            "any short command on arm_controller/joint_trajectory. Simulation only; a real arm "
+            "does not wait.",
         )  # fmt: skip
         self.lockstep_timeout = declare(
             self, "lockstep_timeout", 0.25, "Longest wait for a streamed command [wall s]."
@@ -157,7 +161,7 @@ class SimCellNode(Node):
         self.clock_pub = self.create_publisher(Clock, "clock", 10)
         self.truth_pub = self.create_publisher(SimGroundTruth, "sim/ground_truth", 10)
         self.pose_pub = self.create_publisher(BlockPose, "perception/block_pose", reliable)
-        self.state_pub = None
+        self.state_pub = self.video_pub = None
         if declare(
             self, "cell_state", True,
             "Publish cell_state (joint states and block pose in one message per step) while "
@@ -165,13 +169,14 @@ class SimCellNode(Node):
             "node has (the rollout node then reads joint_states and perception/block_pose).",
         ):  # fmt: skip
             self.state_pub = self.create_publisher(CellState, "cell_state", reliable)
+            self.video_pub = self.create_publisher(CellState, "cell_state/video", reliable)
         self._pose = BlockPose(visible=False)  # the latest perception, for cell_state
         # commands arrive, one at a time in arrival order (a hold must not be overtaken by the
         # trajectory it stops), on the stream thread: the control step's hot path
+        self.safety = None
         self._streams = StreamNode(self)
         for topic in ("arm_controller/joint_trajectory", "gripper_controller/joint_trajectory"):
             self._streams.subscribe(JointTrajectory, topic, self._on_trajectory, reliable)
-        self.safety = None
         if safety_cfg is not None:
             self.safety = SafetyGate(
                 self, safety_cfg, self._on_filtered, self._streams, self.cell.kin
@@ -186,22 +191,26 @@ class SimCellNode(Node):
 
     # --- inputs ---------------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectory) -> None:
-        self._command(msg, None)
+        # with the safety filter in this process the policy's stream comes through it: a
+        # command here is a planned motion (EN's reset), short gripper moves included
+        self._command(msg, None, policy=self.safety is None)
 
     def _on_filtered(self, points) -> None:
         """What the safety filter lets through: points to follow, or None to hold."""
-        self._command(None, points or [])
+        self._command(None, points or [], policy=True)
 
-    def _command(self, msg: JointTrajectory | None, points) -> None:
+    def _command(self, msg: JointTrajectory | None, points, policy: bool) -> None:
         with self._lock:
             if msg is not None and msg.points:
                 span = msg.points[-1].time_from_start
                 span = span.sec + span.nanosec * 1e-9
             else:
                 span = points[-1][0] if points else None
-            # a stream is short commands one after another (a policy at control rate); a
-            # planned motion (e.g. a reset's pick-and-place) runs freely at time_scale
-            streamed = span is not None and span <= self.lockstep_window
+            # a stream is a policy's short commands one after another (one per control
+            # period); a planned motion runs freely at time_scale (measured: EN's short
+            # gripper moves taken for a stream held each step up to lockstep_timeout, a
+            # 1-cell-second reset took 3.5 wall s at time_scale 5)
+            streamed = policy and span is not None and span <= self.lockstep_window
             self._last_cmd_t = self.cell.t if streamed else -1e9
             self._last_activity_t = self.cell.t
             self._cmd_event.set()
@@ -304,13 +313,15 @@ class SimCellNode(Node):
             rejected, clipped = self.cell.rejected_commands, self.cell.clipped_commands
             # nothing is rendered, estimated or sent that nobody subscribes to
             combined = self.state_pub is not None and self.state_pub.get_subscription_count() > 0
-            perceive = combined or self.pose_pub.get_subscription_count() > 0
+            video = self.video_pub is not None and self.video_pub.get_subscription_count() > 0
+            perceive = combined or video or self.pose_pub.get_subscription_count() > 0
             truth = self.truth_pub.get_subscription_count() > 0
             gt = self.cell.ground_truth() if perceive or truth else {}
             img = None
             camera_tick = self._steps % self._camera_every == 0
             if camera_tick and (
-                self.image_pub.get_subscription_count()
+                video
+                or self.image_pub.get_subscription_count()
                 or (perceive and self.perception == "camera")
             ):
                 if self._camera is None:
@@ -335,14 +346,22 @@ class SimCellNode(Node):
             if pose is not None:
                 self._pose = pose
                 self.pose_pub.publish(pose)
-        if combined:
-            self.state_pub.publish(CellState(header=js.header, name=js.name, position=q,
-                                             velocity=dq, block_pose=self._pose))  # fmt: skip
-        if img is not None and self.image_pub.get_subscription_count():
-            msg = image_to_msg(img)
-            msg.header.stamp = stamp
-            msg.header.frame_id = "camera"
-            self.image_pub.publish(msg)
+        frame = None
+        if img is not None and (video or self.image_pub.get_subscription_count()):
+            frame = image_to_msg(img)
+            frame.header.stamp = stamp
+            frame.header.frame_id = "camera"
+        if combined or video:
+            state = CellState(header=js.header, name=js.name, position=q, velocity=dq)
+            state.block_pose = self._pose
+            if combined:
+                self.state_pub.publish(state)
+            if video:  # one message for the step's state and frame (the rollout node's video)
+                if frame is not None:
+                    state.image = frame
+                self.video_pub.publish(state)
+        if frame is not None and self.image_pub.get_subscription_count():
+            self.image_pub.publish(frame)
 
     def _publish_truth(self, gt: dict, t: float, stamp, rejected: int, clipped: int) -> None:
         truth = SimGroundTruth(

@@ -1,5 +1,6 @@
 """Lock-step of the simulated cell over ROS: streamed policy commands hold the cell clock until
-the next one arrives; a planned motion (a reset's multi-second trajectory) runs at time_scale."""
+the next one arrives; a planned motion (a reset's trajectory, long or short) runs at
+time_scale."""
 
 import time
 
@@ -50,9 +51,23 @@ def test_a_planned_motion_runs_at_time_scale(cell):
 
 def test_a_streamed_command_holds_the_clock_for_the_next_one(cell):
     q = _q(cell)
-    cell.publish("/robot_0/arm_controller/joint_trajectory",
+    cell.publish("/robot_0/policy/joint_trajectory",
                  make_trajectory(JOINT_NAMES, [(0.1, q)]))  # fmt: skip
     t0 = cell.wait_for(TOPIC).cell_time
     time.sleep(1.5)
     # free-running, 1.5 wall s would be 15 cell s; held, a few steps of 0.1 s
     assert cell.wait_for(TOPIC).cell_time - t0 < 1.0
+
+
+def test_a_short_planned_move_does_not_hold_the_clock(cell):
+    """EN's gripper moves are single short points on arm_controller/joint_trajectory, as a
+    policy's are on policy/joint_trajectory: the cell must not wait for a next one (each step
+    would wait lockstep_timeout, 2 s here)."""
+    q = _q(cell)
+    cell.publish("/robot_0/arm_controller/joint_trajectory",
+                 make_trajectory(JOINT_NAMES, [(0.1, q)]))  # fmt: skip
+    t0 = cell.wait_for(TOPIC).cell_time
+    w0 = time.monotonic()
+    cell.wait_for(TOPIC, lambda m: m.cell_time >= t0 + 1.0, timeout=20)
+    # 1 cell s at 10x is 0.1 wall s; held, at least 2 s per step
+    assert time.monotonic() - w0 < 1.5

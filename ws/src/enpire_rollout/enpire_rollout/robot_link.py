@@ -76,14 +76,17 @@ class RobotLink:
         with self._cv:
             self._js, self._pose, self._image = None, None, None
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        if self.node.count_publishers(f"{self._ns}/cell_state"):  # one message per step
+        video = self._record_video
+        if video and self.node.count_publishers(f"{self._ns}/cell_state/video"):
+            topics, video = [(CellState, "cell_state/video", self._on_cell_state, reliable)], False
+        elif self.node.count_publishers(f"{self._ns}/cell_state"):  # one message per step
             topics = [(CellState, "cell_state", self._on_cell_state, reliable)]
         else:  # a cell of standard topics only (ros2_control and a perception node)
             topics = [
                 (JointState, "joint_states", self._on_js, reliable),
                 (BlockPose, "perception/block_pose", self._on_pose, reliable),
             ]
-        if self._record_video:
+        if video:  # the camera's own topic
             topics.append((Image, "camera/image_raw", self._on_image, 2))
         self._subs = [
             self.streams.subscribe(t, f"{self._ns}/{name}", cb, qos) for t, name, cb, qos in topics
@@ -118,8 +121,11 @@ class RobotLink:
             f("joint_states", msg)
 
     def _on_cell_state(self, msg: CellState) -> None:
-        """Both halves of a cell_state, as if they had come on their own topics (the MCAP log
-        records them so); the pose only when perception gave a new one."""
+        """The parts of a cell_state, as if they had come on their own topics (the MCAP log
+        records them so); the pose only when perception gave a new one, the camera frame where
+        the message carries one (cell_state/video)."""
+        if msg.image.width:  # before the joint states: a step's frame is there when it ends
+            self._on_image(msg.image)
         pose = msg.block_pose
         with self._cv:
             last = self._pose

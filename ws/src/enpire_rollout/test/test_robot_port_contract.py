@@ -137,6 +137,37 @@ def test_camera_frames_come_at_the_asked_size(robot):
     assert img is not None and img.shape == (48, 48, 3) and img.dtype == np.uint8
 
 
+def test_a_cell_offering_cell_state_video_sends_each_frame_with_its_step(ros_links):
+    """Recording video from a cell that offers cell_state/video, the link reads that one
+    topic (not camera/image_raw beside cell_state): each step's frame comes in the message of
+    the step, before its joint states."""
+    link = ros_links["robot_0"]
+    seen: list = []
+    link.listeners.append(lambda topic, msg: seen.append((topic, msg.header.stamp)))
+    try:
+        link.open()
+        assert link.wait_alive(5.0)
+        node = link.node
+        assert node.count_subscribers("/robot_0/cell_state/video") == 1
+        assert node.count_subscribers("/robot_0/camera/image_raw") == 0
+        link.start()
+        for _ in range(12):
+            link.command(link.joints())
+            link.advance()
+    finally:
+        link.listeners.clear()
+        link.close()
+    frame, frames = None, 0  # the cell's camera_hz is a fifth of its control rate
+    for topic, stamp in seen:
+        if topic == "camera/image_raw":
+            frame = stamp
+        elif topic == "joint_states":
+            assert frame in (None, stamp), seen
+            frames += frame is not None
+            frame = None
+    assert frames >= 2
+
+
 class _Broken:
     def act(self, obs):
         return {"tip": [1 / 0, 0]}
