@@ -164,9 +164,11 @@ class SimCellNode(Node):
         self.state_pub = self.video_pub = None
         if declare(
             self, "cell_state", True,
-            "Publish cell_state (joint states and block pose in one message per step) while "
-            "someone subscribes; false: only the topics a ros2_control cell with a perception "
-            "node has (the rollout node then reads joint_states and perception/block_pose).",
+            "Publish cell_state (joint states and block pose in one message per step) and "
+            "cell_state/video (the same with the step's camera frame) while someone "
+            "subscribes; false: only the topics a ros2_control cell with a perception node has "
+            "(the rollout node then reads joint_states, perception/block_pose and "
+            "camera/image_raw).",
         ):  # fmt: skip
             self.state_pub = self.create_publisher(CellState, "cell_state", reliable)
             self.video_pub = self.create_publisher(CellState, "cell_state/video", reliable)
