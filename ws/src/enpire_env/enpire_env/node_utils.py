@@ -180,6 +180,11 @@ def run_node(factory: Callable[[], Node], num_threads: int | Callable[[Node], in
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except _rclpy.RCLError:
+        if rclpy.ok():
+            raise
+        # a signal shut the context down between the executor's check and its wait set
+        # (rclpy raises RCLError there, not ExternalShutdownException): a normal end
     finally:
         if node is not None:
             node.destroy_node()
