@@ -316,16 +316,13 @@ class SimCellNode(Node):
             # nothing is rendered, estimated or sent that nobody subscribes to
             combined = self.state_pub is not None and self.state_pub.get_subscription_count() > 0
             video = self.video_pub is not None and self.video_pub.get_subscription_count() > 0
+            raw = self.image_pub.get_subscription_count() > 0
             perceive = combined or video or self.pose_pub.get_subscription_count() > 0
             truth = self.truth_pub.get_subscription_count() > 0
             gt = self.cell.ground_truth() if perceive or truth else {}
             img = None
             camera_tick = self._steps % self._camera_every == 0
-            if camera_tick and (
-                video
-                or self.image_pub.get_subscription_count()
-                or (perceive and self.perception == "camera")
-            ):
+            if camera_tick and (video or raw or (perceive and self.perception == "camera")):
                 if self._camera is None:
                     img = self.cell.render(self.camera_size)
                 else:
@@ -349,7 +346,7 @@ class SimCellNode(Node):
                 self._pose = pose
                 self.pose_pub.publish(pose)
         frame = None
-        if img is not None and (video or self.image_pub.get_subscription_count()):
+        if img is not None and (video or raw):
             frame = image_to_msg(img)
             frame.header.stamp = stamp
             frame.header.frame_id = "camera"
@@ -362,7 +359,7 @@ class SimCellNode(Node):
                 if frame is not None:
                     state.image = frame
                 self.video_pub.publish(state)
-        if frame is not None and self.image_pub.get_subscription_count():
+        if frame is not None and raw:
             self.image_pub.publish(frame)
 
     def _publish_truth(self, gt: dict, t: float, stamp, rejected: int, clipped: int) -> None:

@@ -76,9 +76,10 @@ class RobotLink:
         with self._cv:
             self._js, self._pose, self._image = None, None, None
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        video = self._record_video
-        if video and self.node.count_publishers(f"{self._ns}/cell_state/video"):
-            topics, video = [(CellState, "cell_state/video", self._on_cell_state, reliable)], False
+        camera = self._record_video  # frames from camera/image_raw, unless cell_state/video
+        if camera and self.node.count_publishers(f"{self._ns}/cell_state/video"):
+            topics = [(CellState, "cell_state/video", self._on_cell_state, reliable)]
+            camera = False
         elif self.node.count_publishers(f"{self._ns}/cell_state"):  # one message per step
             topics = [(CellState, "cell_state", self._on_cell_state, reliable)]
         else:  # a cell of standard topics only (ros2_control and a perception node)
@@ -86,7 +87,7 @@ class RobotLink:
                 (JointState, "joint_states", self._on_js, reliable),
                 (BlockPose, "perception/block_pose", self._on_pose, reliable),
             ]
-        if video:  # the camera's own topic
+        if camera:
             topics.append((Image, "camera/image_raw", self._on_image, 2))
         self._subs = [
             self.streams.subscribe(t, f"{self._ns}/{name}", cb, qos) for t, name, cb, qos in topics
