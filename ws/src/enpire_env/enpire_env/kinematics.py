@@ -1,10 +1,11 @@
 """SO-101 kinematics from the URDF in enpire_bringup/urdf (the single source of kinematics).
 
-Forward kinematics comes from ``ikpy`` on the URDF chain base_link -> tool_tip. Inverse
-kinematics for the tool tip is closed-form: every joint offset of the SO-101 lies in the arm's
-vertical plane, so the pan angle fixes that plane and lift / elbow / wrist-flex form a planar
-3-link chain whose lengths are read from the same URDF. It runs in microseconds, which the 10 Hz
-control loops need (ikpy's numeric IK takes ~0.25 s), and tests check it against ikpy's FK.
+Both directions are closed-form on the geometry read from the URDF: every joint offset of the
+SO-101 lies in the arm's vertical plane, so the pan angle fixes that plane and lift / elbow /
+wrist-flex form a planar 3-link chain (the constructor checks that the URDF is so). They run in
+microseconds, which every control step of the cell, the safety filter and the rollout node
+needs (ikpy's numeric IK takes ~0.25 s, its generic FK ~20 us); tests check both against
+``ikpy``'s FK on the URDF chain base_link -> tool_tip (:meth:`So101Kinematics.reference_fk`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,32 @@ def default_urdf() -> str:
     return xacro.process_file(str(default_xacro_path())).toxml()
 
 
+def _check_planar(joints: dict) -> None:
+    """The closed forms' assumptions about the URDF: no joint origin turns its frame, pan turns
+    about z, lift / elbow / wrist-flex about y, roll about x, and the arm's offsets from the
+    shoulder on lie in its vertical plane (y = 0; roll's and the tip's along the roll axis)."""
+    axes = {
+        "shoulder_pan": "0 0 1",
+        "shoulder_lift": "0 1 0",
+        "elbow_flex": "0 1 0",
+        "wrist_flex": "0 1 0",
+        "wrist_roll": "1 0 0",
+    }
+    for name in (*axes, "tool_tip_joint"):
+        o = joints[name].find("origin")
+        rpy = [float(v) for v in (o.get("rpy") or "0 0 0").split()]
+        xyz = [float(v) for v in o.get("xyz").split()]
+        axis = joints[name].find("axis")
+        bad = any(rpy) or (name != "shoulder_pan" and xyz[1] != 0.0)
+        bad |= name == "tool_tip_joint" and xyz[2] != 0.0
+        if name in axes:
+            bad |= [float(v) for v in axis.get("xyz").split()] != [
+                float(v) for v in axes[name].split()
+            ]
+        if bad:
+            raise ValueError(f"URDF joint {name}: not the SO-101's planar arm geometry")
+
+
 def _rot(v: np.ndarray, a: float) -> np.ndarray:
     c, s = math.cos(a), math.sin(a)
     return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
@@ -87,8 +114,6 @@ def _rot(v: np.ndarray, a: float) -> np.ndarray:
 
 class So101Kinematics:
     def __init__(self, urdf: str | None = None):
-        import ikpy.chain
-
         root = ET.fromstring(urdf or default_urdf())
         for r2c in root.findall("ros2_control"):  # hardware interfaces: not kinematics
             root.remove(r2c)
@@ -105,27 +130,43 @@ class So101Kinematics:
             o = joints[name].find("origin")
             return np.array([float(v) for v in o.get("xyz").split()])
 
+        _check_planar(joints)
         # planar geometry in the arm plane (x forward after pan, z up)
-        lift, elbow, wrist = origin("shoulder_lift"), origin("elbow_flex"), origin("wrist_flex")
+        pan, lift = origin("shoulder_pan"), origin("shoulder_lift")
+        elbow, wrist = origin("elbow_flex"), origin("wrist_flex")
         roll, tip = origin("wrist_roll"), origin("tool_tip_joint")
-        self._shoulder = np.array([lift[0], origin("shoulder_pan")[2] + lift[2]])
+        self._pan = tuple(float(v) for v in pan)
+        self._shoulder = np.array([lift[0], pan[2] + lift[2]])
         self._upper = np.array([elbow[0], elbow[2]])
         self._fore = np.array([wrist[0], wrist[2]])
         self._tool = float(roll[0] + tip[0])
+        self._tool_z = float(roll[2])  # the roll axis's height above the wrist joint
+        self._chain_xz = [(float(v[0]), float(v[2])) for v in (lift, elbow, wrist)]
+        self._last_fk: tuple[bytes, np.ndarray] | None = None
+
+    @functools.cached_property
+    def _ikpy_chain(self):
+        import ikpy.chain
 
         with tempfile.NamedTemporaryFile("w", suffix=".urdf", delete=False) as f:
             f.write(self.urdf)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self._chain = ikpy.chain.Chain.from_urdf_file(
+                return ikpy.chain.Chain.from_urdf_file(
                     f.name,
                     base_elements=list(_CHAIN),
                     active_links_mask=[False, True, True, True, True, True, False],
                 )
         finally:
             os.unlink(f.name)
-        self._last_fk: tuple[bytes, np.ndarray] | None = None
+
+    def reference_fk(self, q) -> np.ndarray:
+        """4x4 pose of tool_tip by ``ikpy`` on the URDF chain (what the tests hold :meth:`fk`
+        and :meth:`ik` to)."""
+        full = np.zeros(len(self._ikpy_chain.links))
+        full[1:6] = np.asarray(q, dtype=float)[:5]
+        return self._ikpy_chain.forward_kinematics(full)
 
     # --- limits ---------------------------------------------------------------------------
     def lower(self) -> np.ndarray:
@@ -138,9 +179,10 @@ class So101Kinematics:
         return np.array([self.limits[n].velocity for n in JOINT_NAMES])
 
     def within_limits(self, q, tol: float = 1e-9) -> bool:
-        q = np.asarray(q, dtype=float)[: len(JOINT_NAMES)]
-        n = len(q)
-        return bool(np.all(q >= self.lower()[:n] - tol) and np.all(q <= self.upper()[:n] + tol))
+        return all(
+            self.limits[n].lower - tol <= v <= self.limits[n].upper + tol
+            for n, v in zip(JOINT_NAMES, np.asarray(q, dtype=float).tolist(), strict=False)
+        )
 
     # --- forward kinematics ---------------------------------------------------------------
     def fk(self, q) -> np.ndarray:
@@ -150,9 +192,26 @@ class So101Kinematics:
         last = self._last_fk  # one pose remembered: a control step asks for it several times
         if last is not None and last[0] == key:
             return last[1].copy()
-        full = np.zeros(len(self._chain.links))
-        full[1:6] = arm
-        pose = self._chain.forward_kinematics(full)
+        pan, t1, t2, t3, roll = (float(v) for v in arm)
+        # the tool's tip in the arm plane: wrist_roll's offset and the tool along the roll
+        # axis, turned by wrist_flex, elbow_flex and shoulder_lift in turn (a joint turning by
+        # +t about y turns the plane's (x, z) by -t), each after its own joint offset
+        x, z = self._tool, self._tool_z
+        for (ox, oz), t in zip(reversed(self._chain_xz), (t3, t2, t1), strict=True):
+            c, s = math.cos(t), math.sin(t)
+            x, z = ox + c * x + s * z, oz - s * x + c * z
+        cp, sp = math.cos(pan), math.sin(pan)
+        a = t1 + t2 + t3
+        ca, sa, cr, sr = math.cos(a), math.sin(a), math.cos(roll), math.sin(roll)
+        px, py, pz = self._pan
+        pose = np.array(  # Rz(pan) Ry(lift + elbow + wrist) Rx(roll), and the tip
+            [
+                [cp * ca, cp * sa * sr - sp * cr, cp * sa * cr + sp * sr, px + cp * x],
+                [sp * ca, sp * sa * sr + cp * cr, sp * sa * cr - cp * sr, py + sp * x],
+                [-sa, ca * sr, ca * cr, pz + z],
+                [0.0, 0.0, 0.0, 1.0],
+            ]
+        )
         self._last_fk = (key, pose)
         return pose.copy()
 
@@ -183,9 +242,8 @@ class So101Kinematics:
         p = np.asarray(position, dtype=float)
         pan = math.atan2(p[1], p[0])
         r = math.hypot(p[0], p[1])
-        steps = [0.0] + list(np.linspace(0.05, max_tilt, max(int(max_tilt / 0.05), 1)))
         last_err = "no candidate pitch"
-        for tilt in steps if max_tilt > 0 else [0.0]:
+        for tilt in self._tilts(max_tilt):
             try:
                 q = self._planar_ik(r, p[2], pitch + tilt)
             except UnreachableError as e:
@@ -200,16 +258,23 @@ class So101Kinematics:
             last_err = f"joint limits exceeded: {', '.join(bad)}"
         raise UnreachableError(f"tool tip {np.round(p, 4).tolist()} unreachable ({last_err})")
 
+    @staticmethod
+    def _tilts(max_tilt: float):
+        """The pitches ik tries, from the asked one to ``max_tilt`` closer to horizontal."""
+        yield 0.0
+        if max_tilt > 0:
+            yield from np.linspace(0.05, max_tilt, max(int(max_tilt / 0.05), 1)).tolist()
+
     def _planar_ik(self, r: float, z: float, psi: float) -> tuple[float, float, float]:
-        w = np.array([r, z]) - self._tool * np.array([math.cos(psi), math.sin(psi)])
-        d = w - self._shoulder
-        dist = float(np.hypot(*d))
-        l1, l2 = float(np.hypot(*self._upper)), float(np.hypot(*self._fore))
+        d0 = r - self._tool * math.cos(psi) - float(self._shoulder[0])
+        d1 = z - self._tool * math.sin(psi) - float(self._shoulder[1])
+        dist = math.hypot(d0, d1)
+        l1, l2 = math.hypot(*self._upper), math.hypot(*self._fore)
         c = (dist**2 - l1**2 - l2**2) / (2 * l1 * l2)
         if not -1.0 <= c <= 1.0:
             raise UnreachableError(f"wrist at distance {dist:.3f} m from the shoulder")
         delta = -math.acos(c)  # elbow up
-        a1 = math.atan2(d[1], d[0]) - math.atan2(l2 * math.sin(delta), l1 + l2 * math.cos(delta))
+        a1 = math.atan2(d1, d0) - math.atan2(l2 * math.sin(delta), l1 + l2 * math.cos(delta))
         a2 = a1 + delta
         b1 = math.atan2(self._upper[1], self._upper[0])
         b2 = math.atan2(self._fore[1], self._fore[0])

@@ -258,8 +258,15 @@ class PushTCell:
         env = self.env
         env._last_action = action
         k_p, k_v, dt, agent, space = env.k_p, env.k_v, env.dt, env.agent, env.space
+        ax, ay = float(action[0]), float(action[1])
         for _ in range(int(1 / (dt * env.control_hz))):
-            agent.velocity += (k_p * (action - agent.position) + k_v * (-agent.velocity)) * dt
+            # PushTEnv.step's PD law on plain floats: the same float64 operations in the same
+            # order as its numpy / Vec2d arithmetic, a third of the cost
+            (px, py), (vx, vy) = agent.position, agent.velocity
+            agent.velocity = (
+                vx + (k_p * (ax - px) + k_v * (0.0 - vx)) * dt,
+                vy + (k_p * (ay - py) + k_v * (0.0 - vy)) * dt,
+            )
             space.step(dt)
 
     @property

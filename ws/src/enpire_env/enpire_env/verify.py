@@ -127,6 +127,37 @@ def _mismatch(pose, block: np.ndarray, care: np.ndarray) -> int:
     return int(np.count_nonzero((_draw(pose, block.shape[0]) ^ block) & care))
 
 
+class _Mismatch:
+    """:func:`_mismatch` of poses near the block, counted on a crop that holds the block's
+    pixels and the T drawn anywhere near their centroid (a sixth of the image); a T reaching
+    outside the crop is counted on the whole image, so the count is always the same."""
+
+    def __init__(self, block: np.ndarray, care: np.ndarray):
+        self.block, self.care = block, care
+        n = block.shape[0]
+        self.scale = n / WORKSPACE_PX * (1 << _SHIFT)
+        self.moments = m = cv2.moments(block, binaryImage=True)
+        bx, by, bw, bh = cv2.boundingRect(block)
+        r = int(math.ceil(_TEE_RADIUS * n / WORKSPACE_PX)) + 8
+        cx, cy = int(m["m10"] / max(m["m00"], 1)), int(m["m01"] / max(m["m00"], 1))
+        x0, y0 = max(min(bx, cx - r), 0), max(min(by, cy - r), 0)
+        x1, y1 = min(max(bx + bw, cx + r), n), min(max(by + bh, cy + r), n)
+        self.half, self.off = (1 << _SHIFT) / 2, np.array([x0, y0]) << _SHIFT
+        self.crop_block, self.crop_care = block[y0:y1, x0:x1], care[y0:y1, x0:x1]
+        self.mask = np.zeros_like(self.crop_block)
+        self.hi = np.array([x1 - x0 - 1, y1 - y0 - 1]) << _SHIFT
+
+    def __call__(self, pose) -> int:
+        pts = np.round(np.concatenate(tee_polygons(pose)) * self.scale - self.half)
+        pts = pts.astype(np.int32)
+        pts -= self.off
+        if pts.min() < 0 or (pts > self.hi).any():
+            return _mismatch(pose, self.block, self.care)
+        self.mask[:] = 0
+        cv2.fillPoly(self.mask, [pts[a:b] for a, b in _POLY_ROWS], 1, cv2.LINE_8, shift=_SHIFT)
+        return int(np.count_nonzero((self.mask ^ self.crop_block) & self.crop_care))
+
+
 def _pose_from_centroid(cx: float, cy: float, th: float) -> np.ndarray:
     """Body pose whose T has its area centroid at (cx, cy)."""
     c, s = math.cos(th), math.sin(th)
@@ -134,30 +165,30 @@ def _pose_from_centroid(cx: float, cy: float, th: float) -> np.ndarray:
     return np.array([cx - (c * lx - s * ly), cy - (s * lx + c * ly), th])
 
 
-def _initial_guesses(block: np.ndarray, care: np.ndarray, keep: int = 2) -> list[np.ndarray]:
+def _initial_guesses(mismatch: _Mismatch, keep: int = 2) -> list[np.ndarray]:
     """(cx, cy, theta) of the best poses on a 10-degree grid, centred on the mask's centroid."""
-    m = cv2.moments(block, binaryImage=True)
+    m = mismatch.moments
     if m["m00"] == 0:
         return []
-    k = WORKSPACE_PX / block.shape[0]
+    k = WORKSPACE_PX / mismatch.block.shape[0]
     cx, cy = (m["m10"] / m["m00"] + 0.5) * k, (m["m01"] / m["m00"] + 0.5) * k
     scored = []
     for th in np.linspace(-math.pi, math.pi, 36, endpoint=False):
         g = np.array([cx, cy, th])
-        scored.append((_mismatch(_pose_from_centroid(*g), block, care), len(scored), g))
+        scored.append((mismatch(_pose_from_centroid(*g)), len(scored), g))
     scored.sort(key=lambda e: e[:2])
     return [g for _, _, g in scored[:keep]]
 
 
-def _refine(start: np.ndarray, block: np.ndarray, care: np.ndarray) -> tuple[np.ndarray, int]:
+def _refine(start: np.ndarray, mismatch: _Mismatch) -> tuple[np.ndarray, int]:
     """Pattern search over (centroid x, centroid y, theta): turning about the centroid keeps
     the three parameters nearly independent, so the search does not stall."""
 
     def err(g):
-        return _mismatch(_pose_from_centroid(*g), block, care)
+        return mismatch(_pose_from_centroid(*g))
 
     best, best_err = start.copy(), err(start)
-    k = WORKSPACE_PX / block.shape[0]
+    k = WORKSPACE_PX / mismatch.block.shape[0]
     steps = np.array([1.0 * k, 1.0 * k, 0.06])
     while steps[0] > (0.3 if SOFT else 0.03) * k:  # the soft fit takes it from there
         improved = False
@@ -223,8 +254,6 @@ def _soft_template_centroid(g, xs: np.ndarray, ys: np.ndarray, k: float, outline
 def _refine_soft(start: np.ndarray, seg: Segmentation):
     """Sub-pixel refinement: least squares between the image's soft block coverage and the
     T's analytic coverage, over (centroid x, centroid y, theta)."""
-    from scipy.optimize import least_squares
-
     block = seg.block
     n = block.shape[0]
     k = WORKSPACE_PX / n
@@ -240,7 +269,33 @@ def _refine_soft(start: np.ndarray, seg: Segmentation):
     gy, gx = np.mgrid[roi[0], roi[1]]
     px, py = (gx[care] + 0.5) * k, (gy[care] + 0.5) * k
     target = obs[care]
-    c0 = start.copy()
+    # Only pixels near the T's edge at the start can change their template value while the fit
+    # moves the T by less than the band's margin: the others add a constant to the residual,
+    # nothing to the gradient. The fit runs on the band (a third of the box's pixels); a fit
+    # that moved the T further than the margin is run again on the whole box.
+    margin = _SOFT_BAND_PX * k
+    sd = tee_sdf_at(_pose_from_centroid(*start), px, py)
+    band = np.abs(sd - OUTLINE_PX) < k / 2 + margin
+    best = _fit_soft(start, px[band], py[band], target[band], k)
+    if _moved(start, best) >= margin:
+        best = _fit_soft(start, px, py, target, k)
+    tpl = _soft_template_centroid(best, px, py, k)[0]
+    return best, float(np.abs(tpl - target).sum() / max(tpl.sum(), 1.0))
+
+
+_ends = np.cumsum([0] + [len(p) for p in _polys]).tolist()
+_POLY_ROWS = list(zip(_ends[:-1], _ends[1:], strict=True))  # each rectangle's rows, concatenated
+_SOFT_BAND_PX = 3.0  # image px: how far the sub-pixel fit may move the T's edge on the band
+_TEE_RADIUS = float(max(np.hypot(*(p - LOCAL_CENTROID).T).max() for p in _polys))
+
+
+def _moved(a: np.ndarray, b: np.ndarray) -> float:
+    """The furthest any point of the T moves between centroid poses ``a`` and ``b`` (bound)."""
+    return float(np.hypot(*(b[:2] - a[:2])) + abs(b[2] - a[2]) * _TEE_RADIUS)
+
+
+def _fit_soft(start: np.ndarray, px: np.ndarray, py: np.ndarray, target: np.ndarray, k: float):
+    from scipy.optimize import least_squares
 
     last: dict = {}
 
@@ -257,10 +312,8 @@ def _refine_soft(start: np.ndarray, seg: Segmentation):
     def jac(g):
         return model(g)[1]
 
-    fit = least_squares(resid, c0, jac=jac, x_scale=[1.0, 1.0, 0.01])
-    best = fit.x if fit.success else start
-    tpl = _soft_template_centroid(best, px, py, k)[0]
-    return best, float(np.abs(tpl - target).sum() / max(tpl.sum(), 1.0))
+    fit = least_squares(resid, start.copy(), jac=jac, x_scale=[1.0, 1.0, 0.01])
+    return fit.x if fit.success else start
 
 
 @dataclass
@@ -409,9 +462,9 @@ def _estimate(img: np.ndarray, min_pixels: int = 50, model=None):
     visible = int(seg.block.sum())
     if visible < min_pixels:
         return None, seg
+    coarse = _Mismatch(seg.block, seg.care)
     best, best_err = min(
-        (_refine(g, seg.block, seg.care) for g in _initial_guesses(seg.block, seg.care)),
-        key=lambda r: r[1],
+        (_refine(g, coarse) for g in _initial_guesses(coarse)), key=lambda r: r[1]
     )
     if SOFT:
         cen = best.copy()

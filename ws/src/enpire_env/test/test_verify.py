@@ -118,3 +118,43 @@ def test_the_soft_fits_jacobian_is_the_templates_derivative():
         smooth = np.abs(num - jac).max(axis=1) < 1e-3
         assert smooth.mean() > 0.99
         assert np.abs(jac).max() > 1.0  # not trivially zero
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_coarse_fit_counts_on_its_crop_what_the_whole_image_holds(cell, seed):
+    """The coarse fit counts mismatching pixels on a crop around the block: every pose, near
+    the block or reaching outside the crop (counted on the whole image then), gives the count
+    of the whole image."""
+    from enpire_env import verify
+
+    cell.teleport(PUSHT.sample_start_state(seed))
+    seg = verify.palette_segmentation(cell.render(256))
+    crop = verify._Mismatch(seg.block, seg.care)
+    assert crop.crop_block.size < seg.block.size / 3
+    rng = np.random.default_rng(seed)
+    centre = np.array([*verify.tee_world_point(cell.block_pose(), verify.LOCAL_CENTROID), 0.0])
+    for shift in (0.0, 4.0, 40.0, 150.0):  # px: on the block ... far outside the crop
+        for _ in range(10):
+            g = centre + [*rng.normal(0, shift, 2), rng.uniform(-math.pi, math.pi)]
+            pose = verify._pose_from_centroid(*g)
+            assert crop(pose) == verify._mismatch(pose, seg.block, seg.care)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("off", [0.0, 12.0])
+def test_the_sub_pixel_fit_on_the_edge_band_finds_the_whole_boxs_fit(cell, seed, off, monkeypatch):
+    """The sub-pixel fit runs on the pixels near the T's edge: from the coarse fit's start it
+    finds the pose the fit over the block's whole box finds, and from a start further off
+    than the band allows (off px) it fits the whole box again."""
+    from enpire_env import verify
+
+    cell.teleport(PUSHT.sample_start_state(seed))
+    seg = verify.palette_segmentation(cell.render(256))
+    start = np.array([*verify.tee_world_point(cell.block_pose(), verify.LOCAL_CENTROID), 0.0])
+    start[2] = cell.block_pose()[2] + 0.004
+    start[:2] += off / math.sqrt(2)
+    band = verify._refine_soft(start, seg)
+    monkeypatch.setattr(verify, "_SOFT_BAND_PX", 1e9)  # every pixel of the box
+    whole = verify._refine_soft(start, seg)
+    assert band[0] == pytest.approx(whole[0], abs=1e-6)
+    assert band[1] == pytest.approx(whole[1], abs=1e-9)
