@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from enpire_env.pusht_geometry import tee_world_point
+from enpire_env.pusht_geometry import GOAL_POSE, tee_world_point
 from enpire_env.sim_cell import CellConfig, CommandError, PushTCell
 
 GRIP = 5
@@ -151,16 +151,22 @@ def test_physics_follows_gym_pushts_step_and_coverage_is_its_rule():
 
 
 def test_render_is_the_renderers_pixels():
-    """Frames read from the surface's buffer equal an RGB copy of gym-pusht's drawing."""
+    """Frames (drawn on a surface kept across frames, read from its buffer) equal an RGB copy
+    of gym-pusht's own drawing, PushTEnv._draw."""
     import cv2
     import pygame
 
     cell = PushTCell()
     rng = np.random.default_rng(5)
-    for _ in range(5):
-        cell.teleport((*rng.uniform(150, 350, 2), rng.uniform(-3, 3)))
+    for i in range(8):
+        # the block anywhere, over the goal, against the walls, under the lifted pusher
+        block = [(*rng.uniform(150, 350, 2), rng.uniform(-3, 3)), GOAL_POSE, (40, 60, 0.3)][i % 3]
+        tip = (*cell.cfg.px_to_table(*block[:2]), 0.05)
+        cell.teleport(block, q=cell.kin.ik(tip, max_tilt=0.8))
         for _ in range(3):
             cell.step()
+        if i == 6:  # the goal moves: the table and goal are drawn again
+            cell.env.goal_pose = np.array([200.0, 300.0, 1.0])
         screen = cell.env._draw()
         rgb = np.transpose(pygame.surfarray.array3d(screen), (1, 0, 2))
         for size in (512, 256, 96):
