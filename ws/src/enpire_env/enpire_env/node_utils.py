@@ -20,6 +20,7 @@ from rclpy.executors import (
 from rclpy.guard_condition import GuardCondition
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
+from rclpy.subscription import Subscription
 
 from enpire_env.kinematics import JOINT_NAMES
 
@@ -62,7 +63,8 @@ class StreamNode:
         self._thread.start()
 
     def subscribe(self, msg_type, topic: str, callback, qos):
-        """A subscription whose callback runs in the stream thread; undo with unsubscribe."""
+        """A subscription whose callback runs in the stream thread; undo with unsubscribe. As
+        with rclpy's executors, a callback of two arguments gets the MessageInfo too."""
         sub = self.node.create_subscription(
             msg_type,
             topic,
@@ -132,7 +134,10 @@ class StreamNode:
             if taken is None:
                 return
             try:
-                sub.callback(taken[0])
+                if sub._callback_type is Subscription.CallbackType.WithMessageInfo:
+                    sub.callback(*taken)  # as rclpy's executors: (message, MessageInfo)
+                else:
+                    sub.callback(taken[0])
             except Exception as e:  # noqa: BLE001 - one bad message must not stop the streams
                 self.node.get_logger().error(
                     f"{sub.topic_name}: callback failed: {e!r}", throttle_duration_sec=5.0

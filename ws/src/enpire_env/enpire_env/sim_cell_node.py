@@ -84,8 +84,14 @@ class SimCellNode(Node):
             "step, as a synchronous simulator: a loaded machine slows the cell instead of the "
             "policy missing its control period. The policy's commands are those on "
             "policy/joint_trajectory (safety_filter: true); without the filter in the cell, "
-            "any short command on arm_controller/joint_trajectory. Simulation only; a real arm "
-            "does not wait.",
+            "any short command on arm_controller/joint_trajectory but planner_node's. "
+            "Simulation only; a real arm does not wait.",
+        )  # fmt: skip
+        self.planner_node = declare(
+            self, "planner_node", "/env_node",
+            "Fully qualified name of the node whose commands on arm_controller/joint_trajectory "
+            "are planned motions (EN's resets, short gripper moves included), never a policy's "
+            "stream: the cell runs them at time_scale without lockstep.",
         )  # fmt: skip
         self.lockstep_timeout = declare(
             self, "lockstep_timeout", 0.25, "Longest wait for a streamed command [wall s]."
@@ -177,8 +183,11 @@ class SimCellNode(Node):
         # trajectory it stops), on the stream thread: the control step's hot path
         self.safety = None
         self._streams = StreamNode(self)
+        self._command_sources: dict[bytes, str] = {}  # publisher gid -> its node's full name
         for topic in ("arm_controller/joint_trajectory", "gripper_controller/joint_trajectory"):
-            self._streams.subscribe(JointTrajectory, topic, self._on_trajectory, reliable)
+            self._streams.subscribe(
+                JointTrajectory, topic, self._trajectory_callback(topic), reliable
+            )
         if safety_cfg is not None:
             self.safety = SafetyGate(
                 self, safety_cfg, self._on_filtered, self._streams, self.cell.kin
@@ -192,10 +201,23 @@ class SimCellNode(Node):
         )
 
     # --- inputs ---------------------------------------------------------------------------
-    def _on_trajectory(self, msg: JointTrajectory) -> None:
-        # with the safety filter in this process the policy's stream comes through it: a
-        # command here is a planned motion (EN's reset), short gripper moves included
-        self._command(msg, None, policy=self.safety is None)
+    def _trajectory_callback(self, topic: str):
+        def on_trajectory(msg: JointTrajectory, info) -> None:
+            # with the safety filter in this process the policy's stream comes through it: a
+            # command here is a planned motion (EN's reset), short gripper moves included;
+            # without it, every command here but the planner's may be a policy's
+            self._command(msg, None, policy=self.safety is None and not self._planned(topic, info))
+
+        return on_trajectory
+
+    def _planned(self, topic: str, info) -> bool:
+        """Whether a command on ``topic`` came from planner_node (by its publisher's gid)."""
+        gid = bytes(((info or {}).get("publisher_gid") or {}).get("data") or b"")
+        if gid and gid not in self._command_sources:  # a new publisher: ask the graph whose it is
+            for e in self.get_publishers_info_by_topic(self.resolve_topic_name(topic)):
+                ns = e.node_namespace.rstrip("/")
+                self._command_sources[bytes(e.endpoint_gid)] = f"{ns}/{e.node_name}"
+        return bool(gid) and self._command_sources.get(gid) == self.planner_node
 
     def _on_filtered(self, points) -> None:
         """What the safety filter lets through: points to follow, or None to hold."""

@@ -71,3 +71,44 @@ def test_a_short_planned_move_does_not_hold_the_clock(cell):
     cell.wait_for(TOPIC, lambda m: m.cell_time >= t0 + 1.0, timeout=20)
     # 1 cell s at 10x is 0.1 wall s; held, at least 2 s per step
     assert time.monotonic() - w0 < 1.5
+
+
+@pytest.fixture()
+def bare_cell(ros_domain, ros_context):
+    """A cell without its own safety filter (a safety_filter node relays a policy's commands
+    on arm_controller/joint_trajectory), the test's probe standing in for the planner (EN)."""
+    proc = NodeProcess("enpire_env.sim_cell_node", [
+        "-r", "__ns:=/robot_0", "-p", "time_scale:=10.0", "-p", "camera_hz:=1.0",
+        "-p", "lockstep_timeout:=2.0", "-p", "safety_filter:=false",
+        "-p", "planner_node:=/test_probe"])  # fmt: skip
+    probe = TopicProbe(ros_context)
+    relay = TopicProbe(ros_context, name="safety_filter")
+    try:
+        assert proc.wait_for_output("ready"), proc.output
+        probe.watch(TOPIC, SimGroundTruth, qos=1)
+        probe.watch("/robot_0/joint_states", JointState, qos=1)
+        probe.wait_for(TOPIC)
+        yield probe, relay
+    finally:
+        relay.close()
+        probe.close()
+        proc.stop()
+
+
+def test_without_the_cells_filter_the_planners_short_move_does_not_hold_the_clock(bare_cell):
+    """Without the safety filter in the cell, the planner's (EN's) short moves and a policy's
+    commands come on the same topic: the cell tells them apart by their publisher's node, so
+    the planner's runs at time_scale and the relayed policy's holds the clock."""
+    probe, relay = bare_cell
+    q = _q(probe)
+    topic = "/robot_0/arm_controller/joint_trajectory"
+    probe.publish(topic, make_trajectory(JOINT_NAMES, [(0.1, q)]))
+    t0 = probe.wait_for(TOPIC).cell_time
+    w0 = time.monotonic()
+    probe.wait_for(TOPIC, lambda m: m.cell_time >= t0 + 1.0, timeout=20)
+    assert time.monotonic() - w0 < 1.5  # held, at least 2 s per step
+    relay.publish(topic, make_trajectory(JOINT_NAMES, [(0.1, q)]))
+    time.sleep(0.5)  # the command arrives and holds the next steps
+    t1 = probe.wait_for(TOPIC).cell_time
+    time.sleep(1.5)
+    assert probe.wait_for(TOPIC).cell_time - t1 < 1.0  # free-running: 15 cell s
