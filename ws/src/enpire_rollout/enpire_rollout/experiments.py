@@ -335,6 +335,9 @@ class ExperimentFeeder:
         self._log = log or (lambda _level, _msg: None)
         self._stop = threading.Event()
         self._running: dict[str, object] = {}  # experiment id -> GoalRun
+        # the research runs this feeder has served: idle robots confirm their candidates only
+        # (a ledger shared with earlier runs, as the default data dir, holds theirs too)
+        self._runs: set[str] = set()
         self._lock = threading.Lock()
         n = queue.ledger.requeue_experiments(server)
         if n:
@@ -373,6 +376,7 @@ class ExperimentFeeder:
             if not self.queue.ledger.claim_experiment(exp.id, self.server):
                 continue  # another fleet took it
             n += 1
+            self._runs.add(exp.run_id or "")
             req = RolloutRequest(
                 exp.policy,
                 "pusht",
@@ -506,10 +510,14 @@ class ExperimentFeeder:
         if svc.sched.has_queued_goals() or svc.busy >= len(svc.fleet):
             return
         c = self.confirm
+        runs = sorted(self._runs)
+        if not runs:
+            return
         rows = self.queue.ledger.query(
             "SELECT * FROM experiments WHERE status = 'done' AND kind != 'confirm' AND"
-            " success_rate >= ? ORDER BY success_rate DESC, finished DESC LIMIT 20",
-            (c.min_rate,),
+            f" success_rate >= ? AND COALESCE(run_id, '') IN ({','.join('?' * len(runs))})"
+            " ORDER BY success_rate DESC, finished DESC LIMIT 20",
+            (c.min_rate, *runs),
         )
         for r in rows:
             if self._queue_confirmation(Experiment.from_row(r), c.episodes, PRIORITY["filler"]):

@@ -119,7 +119,11 @@ class RolloutNode(Node):
                 episodes=declare(self, "confirm_chunk", 50, "Fresh episodes per confirmation."),
                 total=declare(self, "confirm_episodes", 200, "Fresh episodes that confirm."),
                 when_idle=declare(
-                    self, "confirm_when_idle", True, "Idle robots confirm the best candidate."
+                    self,
+                    "confirm_when_idle",
+                    True,
+                    "Idle robots confirm the best candidate of the research runs whose "
+                    "experiments this node has run (not of earlier runs in the same ledger).",
                 ),
             )
             queue = ExperimentQueue(self.ledger)

@@ -132,6 +132,34 @@ def test_idle_robots_confirm_the_best_candidate(fleet):
         feeder.close()
 
 
+def test_idle_robots_leave_earlier_runs_candidates_alone(fleet):
+    """A ledger shared with earlier runs (the default data dir) holds their candidates: a fleet
+    confirms, when idle, only those of the runs whose experiments it has run itself."""
+    svc, ledger = fleet
+    q = ExperimentQueue(ledger)
+    first = ExperimentFeeder(svc, q, server="last_night", poll=0.1).start()
+    try:
+        old = q.submit("agent_0", PolicyRef(name="naive", commit="n0"), 2, run_id="old")
+        assert q.wait(old.id, timeout=120).status == "done"
+    finally:
+        first.close()
+    rule = ConfirmRule(goal_success=1.0, episodes=2, total=4, min_rate=0.0, when_idle=True)
+    feeder = ExperimentFeeder(svc, q, server="today", poll=0.1, confirm=rule).start()
+    try:
+        time.sleep(2.0)  # idle: ~20 looks at the ledger
+        assert not ledger.query("SELECT * FROM experiments WHERE kind = 'confirm'")
+        new = q.submit("agent_0", PolicyRef(name="naive", commit="n1"), 2, run_id="new")
+        assert q.wait(new.id, timeout=120).status == "done"
+        deadline = time.monotonic() + 60
+        rows = []
+        while time.monotonic() < deadline and not rows:
+            rows = ledger.query("SELECT * FROM experiments WHERE kind = 'confirm'")
+            time.sleep(0.1)
+        assert {(r["run_id"], r["commit_sha"]) for r in rows} == {("new", "n1")}
+    finally:
+        feeder.close()
+
+
 def test_a_restarted_fleet_requeues_what_it_left_running(tmp_path):
     ledger = Ledger(tmp_path / "ledger.sqlite")
     q = ExperimentQueue(ledger)
