@@ -14,15 +14,15 @@ from pathlib import Path
 
 import yaml
 
+from enpire_policy.isolation import SMALL_MATH_ENV
+
 ROBOT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 AGENT_BACKENDS = ("offline", "openai")
 MOCK_HARDWARE = "mock_components/GenericSystem"
 HARDWARE_DRIVERS = ("ros2_control", "python")
-# Environment of every node process, unless the user's environment sets the variable: numpy's
-# OpenBLAS starts a thread per core that spins after each call, and the nodes' linear algebra
-# is small (EN's pose fit: a few thousand residuals x 3). Measured on a 2-core machine, EN's
-# CPU per reset fell by ~40 % with one BLAS thread (bench/fleet_cost.py).
-NODE_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+# Environment of every node process, unless the user's environment sets the variable (the
+# policy workers' too: one place, enpire_policy.isolation)
+NODE_ENV = dict(SMALL_MATH_ENV)
 
 
 def node_env(environ: dict[str, str] | None = None) -> dict[str, str]:

@@ -106,8 +106,9 @@ class EnvNode(Node):
                 self.get_logger().fatal(f"{r}: {e}")
                 raise SystemExit(f"env_node: {r}: {e}") from None
             self.get_logger().info(f"{r}: camera read as {perception.name}")
-            self._ports[r] = RosCellPort(self, r, group, goal_tolerance, cell_timeout,
-                                         self._streams, perception)  # fmt: skip
+            self._ports[r] = RosCellPort(
+                self, r, group, self._streams, goal_tolerance, cell_timeout, perception
+            )
         self._server = ActionServer(
             self,
             Reset,

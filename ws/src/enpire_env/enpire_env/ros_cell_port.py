@@ -35,15 +35,15 @@ class RosCellPort(CellPort):
         node: Node,
         robot_id: str,
         group: CallbackGroup,
+        streams: StreamNode,
         goal_tolerance: float = 0.02,
         cell_timeout: float = 5.0,
-        streams: StreamNode | None = None,
         perception=None,
     ):
         self.node = node
         if perception is not None:
             self.perception = perception
-        self.streams = streams or StreamNode(node)  # where joint states and camera arrive
+        self.streams = streams  # the node's: where joint states and camera arrive
         self.robot_id = robot_id
         self.group = group
         self.goal_tolerance = goal_tolerance

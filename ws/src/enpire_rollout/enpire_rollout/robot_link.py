@@ -40,7 +40,7 @@ class RobotLink:
         kin,
         cell_cfg,
         record_video: bool,
-        streams: StreamNode | None = None,
+        streams: StreamNode,
         dt: float = 0.1,
         cell_timeout: float = 3.0,
         reset_mode: str = "",
@@ -53,7 +53,7 @@ class RobotLink:
         self.kin, self.cell_cfg, self.dt, self.cell_timeout = kin, cell_cfg, dt, cell_timeout
         self._state: JointState | None = None  # the state the episode's step acts on
         self._state_tick = 0
-        self.streams = streams or StreamNode(node)  # where the robot's topics arrive
+        self.streams = streams  # the node's: where the robot's topics arrive
         self._cv = threading.Condition()
         self._js: JointState | None = None
         self._js_wall = 0.0
