@@ -98,18 +98,13 @@ def _check_planar(joints: dict) -> None:
         xyz = [float(v) for v in o.get("xyz").split()]
         axis = joints[name].find("axis")
         bad = any(rpy) or (name != "shoulder_pan" and xyz[1] != 0.0)
-        bad |= name == "tool_tip_joint" and xyz[2] != 0.0
+        bad |= name in ("wrist_roll", "tool_tip_joint") and xyz[2] != 0.0
         if name in axes:
             bad |= [float(v) for v in axis.get("xyz").split()] != [
                 float(v) for v in axes[name].split()
             ]
         if bad:
             raise ValueError(f"URDF joint {name}: not the SO-101's planar arm geometry")
-
-
-def _rot(v: np.ndarray, a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
 
 
 class So101Kinematics:
@@ -139,8 +134,7 @@ class So101Kinematics:
         self._shoulder = np.array([lift[0], pan[2] + lift[2]])
         self._upper = np.array([elbow[0], elbow[2]])
         self._fore = np.array([wrist[0], wrist[2]])
-        self._tool = float(roll[0] + tip[0])
-        self._tool_z = float(roll[2])  # the roll axis's height above the wrist joint
+        self._tool = float(roll[0] + tip[0])  # wrist_flex to the tip, along the roll axis
         self._chain_xz = [(float(v[0]), float(v[2])) for v in (lift, elbow, wrist)]
         self._last_fk: tuple[bytes, np.ndarray] | None = None
 
@@ -193,10 +187,10 @@ class So101Kinematics:
         if last is not None and last[0] == key:
             return last[1].copy()
         pan, t1, t2, t3, roll = (float(v) for v in arm)
-        # the tool's tip in the arm plane: wrist_roll's offset and the tool along the roll
-        # axis, turned by wrist_flex, elbow_flex and shoulder_lift in turn (a joint turning by
-        # +t about y turns the plane's (x, z) by -t), each after its own joint offset
-        x, z = self._tool, self._tool_z
+        # the tool's tip in the arm plane: the tool along the roll axis, turned by wrist_flex,
+        # elbow_flex and shoulder_lift in turn (a joint turning by +t about y turns the plane's
+        # (x, z) by -t), each after its own joint offset
+        x, z = self._tool, 0.0
         for (ox, oz), t in zip(reversed(self._chain_xz), (t3, t2, t1), strict=True):
             c, s = math.cos(t), math.sin(t)
             x, z = ox + c * x + s * z, oz - s * x + c * z

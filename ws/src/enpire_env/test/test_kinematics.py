@@ -60,6 +60,7 @@ def test_closed_form_fk_is_ikpys_on_the_urdf(kin):
         ("elbow_flex", "xyz", "0.028 0.01 0.1126"),  # an offset out of the arm's plane
         ("wrist_roll", "axis", "0 1 0"),  # another axis
         ("tool_tip_joint", "xyz", "0.039 0 0.01"),  # a tip off the roll axis
+        ("wrist_roll", "xyz", "0.0611 0 0.01"),  # a roll axis off the wrist's
     ],
 )
 def test_a_urdf_outside_the_closed_forms_is_refused(kin, joint, attr, value):
