@@ -66,6 +66,9 @@ OUTLINE_PX = 2.0
 _polys = tee_local_polygons()
 _areas = [cv2.contourArea(p.astype(np.float32)) for p in _polys]
 LOCAL_CENTROID = sum(a * p.mean(axis=0) for a, p in zip(_areas, _polys, strict=True)) / sum(_areas)
+_TEE_RADIUS = float(max(np.hypot(*(p - LOCAL_CENTROID).T).max() for p in _polys))
+_ends = np.cumsum([0] + [len(p) for p in _polys]).tolist()
+_POLY_ROWS = list(zip(_ends[:-1], _ends[1:], strict=True))  # each rectangle's rows, concatenated
 
 
 @dataclass
@@ -115,11 +118,21 @@ def segment(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return block.astype(np.uint8), pusher.astype(np.uint8), wall.astype(np.uint8)
 
 
-def _draw(pose, size: int) -> np.ndarray:
+def _fixed_points(pose, size: int) -> np.ndarray:
+    """The T's vertices at ``pose`` as fillPoly's fixed-point pixel coordinates in a
+    ``size`` px image, both rectangles concatenated (rows: _POLY_ROWS)."""
     scale = size / WORKSPACE_PX * (1 << _SHIFT)
+    pts = np.round(np.concatenate(tee_polygons(pose)) * scale - (1 << _SHIFT) / 2)
+    return pts.astype(np.int32)
+
+
+def _fill(mask: np.ndarray, pts: np.ndarray) -> None:
+    cv2.fillPoly(mask, [pts[a:b] for a, b in _POLY_ROWS], 1, cv2.LINE_8, shift=_SHIFT)
+
+
+def _draw(pose, size: int) -> np.ndarray:
     mask = np.zeros((size, size), np.uint8)
-    pts = [np.round((p * scale) - (1 << _SHIFT) / 2).astype(np.int32) for p in tee_polygons(pose)]
-    cv2.fillPoly(mask, pts, 1, lineType=cv2.LINE_8, shift=_SHIFT)
+    _fill(mask, _fixed_points(pose, size))
     return mask
 
 
@@ -134,27 +147,24 @@ class _Mismatch:
 
     def __init__(self, block: np.ndarray, care: np.ndarray):
         self.block, self.care = block, care
-        n = block.shape[0]
-        self.scale = n / WORKSPACE_PX * (1 << _SHIFT)
+        self.n = n = block.shape[0]
         self.moments = m = cv2.moments(block, binaryImage=True)
         bx, by, bw, bh = cv2.boundingRect(block)
         r = int(math.ceil(_TEE_RADIUS * n / WORKSPACE_PX)) + 8
         cx, cy = int(m["m10"] / max(m["m00"], 1)), int(m["m01"] / max(m["m00"], 1))
         x0, y0 = max(min(bx, cx - r), 0), max(min(by, cy - r), 0)
         x1, y1 = min(max(bx + bw, cx + r), n), min(max(by + bh, cy + r), n)
-        self.half, self.off = (1 << _SHIFT) / 2, np.array([x0, y0]) << _SHIFT
+        self.off = np.array([x0, y0]) << _SHIFT
         self.crop_block, self.crop_care = block[y0:y1, x0:x1], care[y0:y1, x0:x1]
         self.mask = np.zeros_like(self.crop_block)
         self.hi = np.array([x1 - x0 - 1, y1 - y0 - 1]) << _SHIFT
 
     def __call__(self, pose) -> int:
-        pts = np.round(np.concatenate(tee_polygons(pose)) * self.scale - self.half)
-        pts = pts.astype(np.int32)
-        pts -= self.off
+        pts = _fixed_points(pose, self.n) - self.off
         if pts.min() < 0 or (pts > self.hi).any():
             return _mismatch(pose, self.block, self.care)
         self.mask[:] = 0
-        cv2.fillPoly(self.mask, [pts[a:b] for a, b in _POLY_ROWS], 1, cv2.LINE_8, shift=_SHIFT)
+        _fill(self.mask, pts)
         return int(np.count_nonzero((self.mask ^ self.crop_block) & self.crop_care))
 
 
@@ -170,7 +180,7 @@ def _initial_guesses(mismatch: _Mismatch, keep: int = 2) -> list[np.ndarray]:
     m = mismatch.moments
     if m["m00"] == 0:
         return []
-    k = WORKSPACE_PX / mismatch.block.shape[0]
+    k = WORKSPACE_PX / mismatch.n
     cx, cy = (m["m10"] / m["m00"] + 0.5) * k, (m["m01"] / m["m00"] + 0.5) * k
     scored = []
     for th in np.linspace(-math.pi, math.pi, 36, endpoint=False):
@@ -188,7 +198,7 @@ def _refine(start: np.ndarray, mismatch: _Mismatch) -> tuple[np.ndarray, int]:
         return mismatch(_pose_from_centroid(*g))
 
     best, best_err = start.copy(), err(start)
-    k = WORKSPACE_PX / mismatch.block.shape[0]
+    k = WORKSPACE_PX / mismatch.n
     steps = np.array([1.0 * k, 1.0 * k, 0.06])
     while steps[0] > (0.3 if SOFT else 0.03) * k:  # the soft fit takes it from there
         improved = False
@@ -283,10 +293,7 @@ def _refine_soft(start: np.ndarray, seg: Segmentation):
     return best, float(np.abs(tpl - target).sum() / max(tpl.sum(), 1.0))
 
 
-_ends = np.cumsum([0] + [len(p) for p in _polys]).tolist()
-_POLY_ROWS = list(zip(_ends[:-1], _ends[1:], strict=True))  # each rectangle's rows, concatenated
 _SOFT_BAND_PX = 3.0  # image px: how far the sub-pixel fit may move the T's edge on the band
-_TEE_RADIUS = float(max(np.hypot(*(p - LOCAL_CENTROID).T).max() for p in _polys))
 
 
 def _moved(a: np.ndarray, b: np.ndarray) -> float:
