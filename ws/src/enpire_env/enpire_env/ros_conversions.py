@@ -1,4 +1,6 @@
-"""Small converters between ROS messages and numpy (cv_bridge is not on every machine)."""
+"""Small converters between ROS messages and numpy (cv_bridge is not on every machine), and
+the one resize of recorded video. Nothing ROS is imported at module level: the in-process
+robot (enpire_policy.episode) uses it too."""
 
 from __future__ import annotations
 
@@ -26,6 +28,17 @@ def msg_to_image(msg) -> np.ndarray:
     buf = np.frombuffer(bytes(msg.data), dtype=np.uint8)
     img = buf.reshape(msg.height, msg.step)[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
     return img[:, :, ::-1].copy() if msg.encoding == "bgr8" else img.copy()
+
+
+def video_frame(img: np.ndarray, size: int) -> np.ndarray:
+    """A camera frame at a recorded video's side: cv2's INTER_AREA (area averaging), the one
+    resize of recorded video, wherever it runs (the sim cell for cell_state/video, the rollout
+    node for a camera's frames, an in-process robot). Unchanged at that size or with size 0."""
+    if not size or img.shape[:2] == (size, size):
+        return img
+    import cv2
+
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def stamp_from_seconds(seconds: float):

@@ -5,7 +5,7 @@ Per robot namespace:
   sub  gripper_controller/joint_trajectory  trajectory_msgs/JointTrajectory (gripper only)
   sub  policy/joint_trajectory              through the safety filter, in this process
   pub  safety/status                        (safety_filter: true; see safety_filter_node)
-  pub  joint_states                         sensor_msgs/JointState       (every control step)
+  pub  joint_states                         sensor_msgs/JointState (each step, while subscribed)
   pub  cell_state                           enpire_msgs/CellState: joint states and block pose
                                             in one message (every step, while subscribed)
   pub  cell_state/video                     the same with the step's camera frame (camera_hz)
@@ -339,6 +339,7 @@ class SimCellNode(Node):
             combined = self.state_pub is not None and self.state_pub.get_subscription_count() > 0
             video = self.video_pub is not None and self.video_pub.get_subscription_count() > 0
             raw = self.image_pub.get_subscription_count() > 0
+            joints = self.joint_pub.get_subscription_count() > 0
             perceive = combined or video or self.pose_pub.get_subscription_count() > 0
             truth = self.truth_pub.get_subscription_count() > 0
             gt = self.cell.ground_truth() if perceive or truth else {}
@@ -355,9 +356,10 @@ class SimCellNode(Node):
         stamp = stamp_from_seconds(t)
         if self.clock_pub.get_subscription_count():
             self.clock_pub.publish(Clock(clock=stamp))
-        js = JointState(name=list(JOINT_NAMES), position=q, velocity=dq)
-        js.header.stamp = stamp
-        self.joint_pub.publish(js)
+        if joints:  # during an episode the rollout node reads cell_state: often nobody
+            js = JointState(name=list(JOINT_NAMES), position=q, velocity=dq)
+            js.header.stamp = stamp
+            self.joint_pub.publish(js)
         if self.safety is not None:
             self.safety.on_state(np.asarray(q), t)
         if truth:
@@ -373,7 +375,8 @@ class SimCellNode(Node):
             frame.header.stamp = stamp
             frame.header.frame_id = "camera"
         if combined or video:
-            state = CellState(header=js.header, name=js.name, position=q, velocity=dq)
+            state = CellState(name=list(JOINT_NAMES), position=q, velocity=dq)
+            state.header.stamp = stamp
             state.block_pose = self._pose
             if combined:
                 self.state_pub.publish(state)

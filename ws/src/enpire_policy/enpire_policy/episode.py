@@ -19,6 +19,7 @@ import numpy as np
 
 from enpire_env.kinematics import GRIPPER_INDEX, So101Kinematics, UnreachableError
 from enpire_env.pusht_geometry import GOAL_POSE, WORKSPACE_PX, is_success, reward_from_coverage
+from enpire_env.ros_conversions import video_frame
 from enpire_env.sim_cell import CellConfig, PushTCell
 from enpire_env.tasks import PUSHT
 from enpire_policy.interface import Action, ActionError
@@ -207,7 +208,8 @@ class SimRobotPort:
         return self.cell.t
 
     def image(self, size: int) -> np.ndarray | None:
-        return self.cell.render(size)
+        # the camera's frame shrunk to the video's side, as a ROS cell's frames are recorded
+        return video_frame(self.cell.render(self.image_size), size)
 
     def hold(self) -> None:
         self.cell.hold()

@@ -21,7 +21,12 @@ from enpire_env.kinematics import JOINT_NAMES
 from enpire_env.node_utils import StreamNode, joint_positions
 from enpire_env.pusht_geometry import GOAL_POSE, coverage
 from enpire_env.ros_cell_port import DISCOVERY_TIMEOUT
-from enpire_env.ros_conversions import make_trajectory, msg_to_image, seconds_from_stamp
+from enpire_env.ros_conversions import (
+    make_trajectory,
+    msg_to_image,
+    seconds_from_stamp,
+    video_frame,
+)
 from enpire_msgs.action import Reset
 from enpire_msgs.msg import BlockPose, CellState
 from enpire_policy.episode import CellLostError
@@ -191,12 +196,7 @@ class RobotLink:
             msg = self._image
         if msg is None:
             return None
-        img = msg_to_image(msg)
-        if img.shape[0] != size:
-            import cv2
-
-            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-        return img
+        return video_frame(msg_to_image(msg), size)
 
     def observe(self, step: int, pose_wait: float = 0.05) -> dict:
         js, dt = self._state, self.dt

@@ -137,6 +137,19 @@ def test_camera_frames_come_at_the_asked_size(robot):
     assert img is not None and img.shape == (48, 48, 3) and img.dtype == np.uint8
 
 
+def test_in_process_video_is_the_camera_frame_shrunk_as_from_a_ros_cell():
+    """A SimRobot records what RobotLink records of a sim cell's camera frame (camera_size 256,
+    shrunk to the video's side): datasets from a local lab and a fleet hold the same pixels,
+    those a camera policy sees when it shrinks its camera frame."""
+    import cv2
+
+    robot = SimRobot("local")
+    assert robot.reset(3).ok
+    frame = robot.cell.render(256)
+    want = cv2.resize(frame, (96, 96), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(robot.image(96), want)
+
+
 def test_a_cell_offering_cell_state_video_sends_each_frame_with_its_step(ros_links):
     """Recording video from a cell that offers cell_state/video, the link reads that one
     topic (not camera/image_raw beside cell_state): each step's frame comes in the message of
