@@ -5,7 +5,9 @@
    process and of every process it started (policy workers: sampled while they live, see
    CpuMeter) divided by the robot-steps it drove (control periods of cell time, resets and
    episodes alike), the wall time per policy step, and the same episodes in one process (no
-   ROS) for the ROS / in-process ratio;
+   ROS) for the ROS / in-process ratio: bare (the policy's steps on a PushTCell, nothing
+   recorded) and as the same goal (the rollout service over an in-process SimRobot, recorded
+   the same way);
 3. throughput: episodes per hour with 1, 4 and 8 cells, each fleet running one long goal;
 4. what this machine charges for idling between steps, which every step of a fleet pays: the same
    in-process episodes paced to the control period (as SimRobot with the fleet's time_scale),
@@ -318,6 +320,48 @@ def in_process(args, paced: bool) -> float:
     return 1000 * (time.process_time() - t) / max(steps, 1)
 
 
+def _service_peer(video: bool, episodes: int, seed: int) -> None:
+    """The same goal as the fleet's, recorded the same way, without ROS: the rollout service
+    over an in-process SimRobot (as ``enpire agents``' local cells), its policy worker
+    sandboxed, a ledger, the dataset with or without video; as fast as it computes, after a
+    one-episode warm-up goal. Prints the CPU ms per robot-step of this process and every
+    process it started (the policy worker)."""
+    from enpire_policy.policy_ref import PolicyRef
+    from enpire_rollout.ledger import Ledger
+    from enpire_rollout.rollout_core import RolloutRequest
+    from enpire_rollout.rollout_service import RolloutService, ServiceConfig, SimRobot
+
+    def goal(n: int, first: int) -> RolloutRequest:
+        return RolloutRequest(PolicyRef(name="heuristic"), "pusht", n, [], 0, 0.0, first, "bench")
+
+    with tempfile.TemporaryDirectory(prefix="enpire-cost-") as data:
+        svc = RolloutService(
+            {"robot_0": SimRobot("robot_0")},
+            Ledger(f"{data}/ledger.sqlite"),
+            data,
+            ServiceConfig(video_size=96 if video else 0),
+        )
+        try:
+            svc.wait(svc.submit(goal(1, seed - 1)))
+            meter = CpuMeter({"service": os.getpid()})
+            out = svc.wait(svc.submit(goal(episodes, seed)))
+            cpu = sum(meter.stop().values())
+        finally:
+            svc.close()
+    steps = sum(r.run.steps for r in out.episodes if r.run is not None)
+    print(f"{1000 * cpu / max(steps, 1):.4f}", flush=True)
+
+
+def in_process_service(args, env: dict, video: bool) -> float:
+    """CPU ms per robot-step of the fleet's goal done by the rollout service in one process
+    (``_service_peer``, in a process of its own)."""
+    cmd = [sys.executable, __file__, "--service-peer", str(int(video)), str(args.episodes)]
+    run = subprocess.run(
+        [*cmd, str(args.seed)], env=env, stdout=subprocess.PIPE, text=True, timeout=600
+    )
+    return float(run.stdout.split()[-1])
+
+
 def _floor_peer(role: str, period: float, steps: int) -> None:
     """One side of the messaging floor: the cell publishes a CellState per period and takes
     the commands that came; the policy side answers each state with a JointTrajectory. Both
@@ -436,9 +480,13 @@ def main() -> None:
     ap.add_argument("--domain", type=int, default=78)
     ap.add_argument("--out", default="")
     ap.add_argument("--floor-peer", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--service-peer", nargs=3, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.floor_peer:
         _floor_peer(args.floor_peer[0], float(args.floor_peer[1]), int(args.floor_peer[2]))
+        return
+    if args.service_peer:
+        _service_peer(bool(args.service_peer[0]), args.service_peer[1], args.service_peer[2])
         return
     env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -456,6 +504,13 @@ def main() -> None:
             f"  the same, paced to the control period as the fleet is (SimRobot, time_scale "
             f"{args.time_scale:g}): {paced:.2f} ms CPU per step -> ROS / in-process "
             f"{ros / paced:.1f}x"
+        )
+        same = in_process_service(args, env, video)
+        out.append(
+            f"  the same goal recorded the same way without ROS (the rollout service over an "
+            f"in-process SimRobot, sandboxed policy worker, ledger, dataset"
+            f"{' with video' if video else ''}; teleport resets), as fast as it computes: "
+            f"{same:.2f} ms CPU per robot-step -> ROS / in-process {ros / same:.1f}x"
         )
         print("\n".join(out[shown:]), flush=True)
     period, wakes = 1.0 / (args.control_hz * args.time_scale), 100
