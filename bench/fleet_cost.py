@@ -355,7 +355,10 @@ def _service_peer(video: bool, episodes: int, seed: int) -> None:
 def in_process_service(args, env: dict, video: bool) -> float:
     """CPU ms per robot-step of the fleet's goal done by the rollout service in one process
     (``_service_peer``, in a process of its own)."""
+    from enpire_policy.isolation import SMALL_MATH_ENV
+
     cmd = [sys.executable, __file__, "--service-peer", str(int(video)), str(args.episodes)]
+    env = {**SMALL_MATH_ENV, **env}  # as the launcher runs the rollout node
     run = subprocess.run(
         [*cmd, str(args.seed)], env=env, stdout=subprocess.PIPE, text=True, timeout=600
     )
