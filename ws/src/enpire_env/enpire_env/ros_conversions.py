@@ -32,8 +32,9 @@ def msg_to_image(msg) -> np.ndarray:
 
 def video_frame(img: np.ndarray, size: int) -> np.ndarray:
     """A camera frame at a recorded video's side: cv2's INTER_AREA (area averaging), the one
-    resize of recorded video, wherever it runs (the sim cell for cell_state/video, the rollout
-    node for a camera's frames, an in-process robot). Unchanged at that size or with size 0."""
+    resize of recorded video, wherever it runs (the rollout node for a ROS cell's camera
+    frames, an in-process robot for its rendered ones). Unchanged at that size or with size
+    0."""
     if not size or img.shape[:2] == (size, size):
         return img
     import cv2
