@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from enpire_env.ros_conversions import video_frame
 from enpire_policy.recipes.base import (
     TrainContext,
     TrainError,
@@ -107,12 +108,8 @@ def load_data(req: TrainRequest, with_images: bool, image_size: int):
         states.append(fr["observation.state"])
         actions.append(fr["action"])
         if with_images:
-            import cv2
-
             for e in eps:
-                for f in read_episode_frames(root, e):
-                    images.append(cv2.resize(f, (image_size, image_size),
-                                             interpolation=cv2.INTER_AREA))  # fmt: skip
+                images += [video_frame(f, image_size) for f in read_episode_frames(root, e)]
     if not states:
         raise TrainError(TrainErrorCode.EMPTY_DATA, "no successful episodes in the selection")
     s, a = np.concatenate(states), np.concatenate(actions)
@@ -209,11 +206,8 @@ class BCPolicy:
             if self.kind == "mlp":
                 out = self.net(x)[0].numpy()
             else:
-                import cv2
-
-                s = self.cfg["image_size"]
-                img = cv2.resize(np.asarray(obs["image"], np.uint8), (s, s),
-                                 interpolation=cv2.INTER_AREA)  # fmt: skip
+                # the camera frame shrunk as recorded video is (the frames it learnt from)
+                img = video_frame(np.asarray(obs["image"], np.uint8), self.cfg["image_size"])
                 t = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
                 out = self.net(t, x[:, :2])[0].numpy()
         target = tip + out[:2] * DELTA
