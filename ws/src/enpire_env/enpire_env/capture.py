@@ -79,6 +79,7 @@ def _ros_grabber(topic: str, timeout: float) -> _Grabber:
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
+    from enpire_env.node_utils import CAMERA_QOS
     from enpire_env.ros_conversions import msg_to_image
 
     context = rclpy.Context()
@@ -94,7 +95,7 @@ def _ros_grabber(topic: str, timeout: float) -> _Grabber:
             latest[0], latest[1] = msg, latest[1] + 1
             cv.notify_all()
 
-    node.create_subscription(Image, topic, on_image, 2)
+    node.create_subscription(Image, topic, on_image, CAMERA_QOS)
     stop = threading.Event()
 
     def spin() -> None:

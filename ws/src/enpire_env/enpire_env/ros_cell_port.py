@@ -15,7 +15,7 @@ from std_msgs.msg import Bool
 from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.kinematics import GRIPPER_INDEX, JOINT_NAMES
-from enpire_env.node_utils import StreamNode, joint_positions
+from enpire_env.node_utils import CAMERA_QOS, STREAM_QOS, StreamNode, joint_positions
 from enpire_env.reset_routine import CellPort
 from enpire_env.ros_conversions import make_trajectory, msg_to_image, seconds_from_stamp
 from enpire_msgs.srv import TeleportBlock
@@ -72,9 +72,8 @@ class RosCellPort(CellPort):
         node receives nothing. Camera frames are subscribed to per ``camera_image`` call."""
         with self._cv:
             self._q, self._t = None, -1.0
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         sub = self.streams.subscribe(
-            JointState, f"{self._ns}/joint_states", self._on_joints, reliable
+            JointState, f"{self._ns}/joint_states", self._on_joints, STREAM_QOS
         )
         try:
             yield self
@@ -154,7 +153,9 @@ class RosCellPort(CellPort):
         t_req = self.cell_time()
         with self._cv:
             self._image = None
-        sub = self.streams.subscribe(Image, f"{self._ns}/camera/image_raw", self._on_image, 2)
+        sub = self.streams.subscribe(
+            Image, f"{self._ns}/camera/image_raw", self._on_image, CAMERA_QOS
+        )
         # the first message after subscribing waits for endpoint discovery too
         deadline = time.monotonic() + max(self.cell_timeout, DISCOVERY_TIMEOUT)
         try:

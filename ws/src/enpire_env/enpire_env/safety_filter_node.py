@@ -24,7 +24,7 @@ from std_msgs.msg import Bool
 from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.kinematics import JOINT_NAMES, So101Kinematics
-from enpire_env.node_utils import StreamNode, declare, joint_positions, run_node
+from enpire_env.node_utils import STREAM_QOS, StreamNode, declare, joint_positions, run_node
 from enpire_env.ros_conversions import make_trajectory, seconds_from_stamp, trajectory_points
 from enpire_env.safety import SafetyConfig, SafetyFilter
 from enpire_msgs.msg import SafetyStatus
@@ -68,9 +68,9 @@ class SafetyGate:
         self._lock = threading.Lock()
         self._q: np.ndarray | None = None
         self._now = 0.0
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.status_pub = node.create_publisher(SafetyStatus, "safety/status", 10)
-        streams.subscribe(JointTrajectory, "policy/joint_trajectory", self._on_command, reliable)
+        # one command per control step, each superseding the last (a lost one: the watchdog)
+        streams.subscribe(JointTrajectory, "policy/joint_trajectory", self._on_command, STREAM_QOS)
         for topic in ("emergency_stop", "/emergency_stop"):
             node.create_subscription(Bool, topic, self._on_estop, 10)
         node.create_timer(0.5, self.publish_status)
@@ -151,7 +151,7 @@ class SafetyFilterNode(Node):
         self.gate = SafetyGate(
             self, cfg, self._forward, self._streams, So101Kinematics(urdf or None)
         )
-        self._streams.subscribe(JointState, "joint_states", self._on_joints, reliable)
+        self._streams.subscribe(JointState, "joint_states", self._on_joints, STREAM_QOS)
         self.get_logger().info(f"safety filter ready for {self.gate.robot_id}")
 
     def _forward(self, points) -> None:

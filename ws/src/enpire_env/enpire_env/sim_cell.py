@@ -291,6 +291,9 @@ class PushTCell:
             u, v = self.cfg.table_to_px(tip[0], tip[1])
             self.env.agent.position = tuple(np.clip([u, v], 0.0, WORKSPACE_PX))
             self.env.agent.velocity = (0.0, 0.0)
+            # pymunk draws (and collides) shapes where they were last indexed: without this the
+            # frame before the next step shows the pusher where the last episode left it
+            self.env.space.reindex_shapes_for_body(self.env.agent)
         low = tip[2] < self.cfg.contact_height
         # closing is the set-point's intent; the jaws reach it unless they hold the block
         closed = (

@@ -240,6 +240,54 @@ def rollout_node(data, time_scale: float, *params: str, robots=("robot_0",)) -> 
     return NodeProcess("enpire_rollout.rollout_node", args)
 
 
+# a robot's driver as many are written: joint states, the block pose and camera frames
+# published with the sensor-data QoS (best effort), 20 Hz, until terminated
+_SENSOR_DRIVER = """
+import sys, time
+import numpy as np
+import rclpy
+from rclpy.qos import qos_profile_sensor_data as qos
+from sensor_msgs.msg import Image, JointState
+from enpire_env.kinematics import JOINT_NAMES
+from enpire_env.ros_conversions import image_to_msg, stamp_from_seconds
+from enpire_msgs.msg import BlockPose
+
+rclpy.init()
+node = rclpy.create_node("sensor_driver", namespace=sys.argv[1])
+joints = node.create_publisher(JointState, "joint_states", qos)
+pose = node.create_publisher(BlockPose, "perception/block_pose", qos)
+camera = node.create_publisher(Image, "camera/image_raw", qos)
+frame = np.full((48, 64, 3), 7, np.uint8)
+t = 0.0
+while rclpy.ok():
+    t += 0.05
+    stamp = stamp_from_seconds(t)
+    js = JointState(name=list(JOINT_NAMES), position=[0.25] * 6, velocity=[0.0] * 6)
+    js.header.stamp = stamp
+    joints.publish(js)
+    bp = BlockPose(visible=True, x=250.0, y=260.0, theta=0.5, source="driver")
+    bp.header.stamp = stamp
+    pose.publish(bp)
+    img = image_to_msg(frame)
+    img.header.stamp = stamp
+    camera.publish(img)
+    time.sleep(0.05)
+"""
+
+
+@contextlib.contextmanager
+def sensor_driver(robot_id: str) -> Iterator[subprocess.Popen]:
+    """A process publishing ``robot_id``'s joint states (all joints 0.25 rad), block pose and
+    camera frames (48 x 64, every value 7) best effort, as a driver configured for sensor data
+    does. Run it inside a test's ROS domain."""
+    proc = subprocess.Popen([sys.executable, "-c", _SENSOR_DRIVER, f"/{robot_id}"])
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @contextlib.contextmanager
 def running(procs: dict[str, NodeProcess], ready: str = "ready", timeout: float = 60.0):
     """Wait until every node says ``ready``; on exit stop them all (including any the test

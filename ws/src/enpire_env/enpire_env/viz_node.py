@@ -18,7 +18,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from enpire_env.kinematics import JOINT_NAMES, So101Kinematics
 from enpire_env.markers import cell_markers
-from enpire_env.node_utils import declare, joint_positions, run_node
+from enpire_env.node_utils import STREAM_QOS, declare, joint_positions, run_node
 from enpire_env.sim_cell import CellConfig
 from enpire_msgs.msg import BlockPose
 
@@ -61,9 +61,11 @@ class VizNode(Node):
         self.kin = So101Kinematics()
         self._lock = threading.Lock()
         self.block = self.tip = self.target = None
-        self.create_subscription(BlockPose, "perception/block_pose", self._on_block, 10)
-        self.create_subscription(JointState, "joint_states", self._on_joints, 10)
-        self.create_subscription(JointTrajectory, "policy/joint_trajectory", self._on_cmd, 10)
+        self.create_subscription(BlockPose, "perception/block_pose", self._on_block, STREAM_QOS)
+        self.create_subscription(JointState, "joint_states", self._on_joints, STREAM_QOS)
+        self.create_subscription(
+            JointTrajectory, "policy/joint_trajectory", self._on_cmd, STREAM_QOS
+        )
         self.pub = self.create_publisher(MarkerArray, "viz/markers", 10)
         self.create_timer(1.0 / rate, self._publish)
         self.get_logger().info("viz ready")

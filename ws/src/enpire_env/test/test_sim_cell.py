@@ -123,6 +123,23 @@ def test_ground_truth_and_render(cell):
     assert img.shape == (128, 128, 3) and img.dtype == np.uint8
 
 
+def test_a_teleported_cell_is_drawn_where_it_is():
+    """The frame right after a teleport shows the pusher at its new place, as the frame after
+    a step in which nothing moves does (an in-process episode records that frame first)."""
+    cell = PushTCell()
+    tip = (*cell.cfg.px_to_table(150.0, 200.0), 0.05)
+    cell.teleport((300.0, 300.0, 0.5), q=cell.kin.ik(tip, max_tilt=0.8))
+    for _ in range(3):
+        cell.step()
+    cell.teleport((256.0, 300.0, 1.0))  # the arm parked: the pusher moves far
+    first = cell.render(256)
+    pusher, block = tuple(cell.env.agent.position), cell.block_pose()
+    cell.step()
+    assert tuple(cell.env.agent.position) == pusher
+    assert np.array_equal(cell.block_pose(), block)
+    assert np.array_equal(first, cell.render(256))
+
+
 def test_physics_follows_gym_pushts_step_and_coverage_is_its_rule():
     """The cell steps gym-pusht's physics without PushTEnv.step's coverage and observation:
     a pushed block must move exactly as under PushTEnv.step, and the cell's coverage must be

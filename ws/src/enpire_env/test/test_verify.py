@@ -156,5 +156,7 @@ def test_the_sub_pixel_fit_on_the_edge_band_finds_the_whole_boxs_fit(cell, seed,
     band = verify._refine_soft(start, seg)
     monkeypatch.setattr(verify, "_SOFT_BAND_PX", 1e9)  # every pixel of the box
     whole = verify._refine_soft(start, seg)
-    assert band[0] == pytest.approx(whole[0], abs=1e-6)
-    assert band[1] == pytest.approx(whole[1], abs=1e-9)
+    # as close as least_squares stops (relative step and cost change 1e-8: ~2e-6 px at a
+    # centroid ~200 px)
+    assert band[0] == pytest.approx(whole[0], abs=1e-5)
+    assert band[1] == pytest.approx(whole[1], rel=1e-7)

@@ -18,7 +18,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from enpire_env.goal_liveness import Liveness, ServerGoneError, send_goal, wait_result
 from enpire_env.kinematics import JOINT_NAMES
-from enpire_env.node_utils import StreamNode, joint_positions
+from enpire_env.node_utils import CAMERA_QOS, STREAM_QOS, StreamNode, joint_positions
 from enpire_env.pusht_geometry import GOAL_POSE, coverage
 from enpire_env.ros_cell_port import DISCOVERY_TIMEOUT
 from enpire_env.ros_conversions import (
@@ -80,20 +80,19 @@ class RobotLink:
             return
         with self._cv:
             self._js, self._pose, self._image = None, None, None
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         camera = self._record_video  # frames from camera/image_raw, unless cell_state/video
         if camera and self.node.count_publishers(f"{self._ns}/cell_state/video"):
-            topics = [(CellState, "cell_state/video", self._on_cell_state, reliable)]
+            topics = [(CellState, "cell_state/video", self._on_cell_state, STREAM_QOS)]
             camera = False
         elif self.node.count_publishers(f"{self._ns}/cell_state"):  # one message per step
-            topics = [(CellState, "cell_state", self._on_cell_state, reliable)]
+            topics = [(CellState, "cell_state", self._on_cell_state, STREAM_QOS)]
         else:  # a cell of standard topics only (ros2_control and a perception node)
             topics = [
-                (JointState, "joint_states", self._on_js, reliable),
-                (BlockPose, "perception/block_pose", self._on_pose, reliable),
+                (JointState, "joint_states", self._on_js, STREAM_QOS),
+                (BlockPose, "perception/block_pose", self._on_pose, STREAM_QOS),
             ]
         if camera:
-            topics.append((Image, "camera/image_raw", self._on_image, 2))
+            topics.append((Image, "camera/image_raw", self._on_image, CAMERA_QOS))
         self._subs = [
             self.streams.subscribe(t, f"{self._ns}/{name}", cb, qos) for t, name, cb, qos in topics
         ]
