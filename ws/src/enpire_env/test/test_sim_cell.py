@@ -123,6 +123,55 @@ def test_ground_truth_and_render(cell):
     assert img.shape == (128, 128, 3) and img.dtype == np.uint8
 
 
+def test_frames_drawn_in_part_are_the_whole_drawings_pixels():
+    """After the first frame of a size, a frame is drawn and scaled only where the block and
+    the pusher were and are: over pushes, grasps, carries, lifts and teleports, at every size
+    (whole factors of the surface and others), each frame equals PushTEnv._draw's picture."""
+    import cv2
+    import pygame
+
+    from enpire_env.tasks import PUSHT
+
+    cell = PushTCell()
+    sizes = (512, 256, 128, 96)
+    compared = carried = 0
+
+    def check():
+        nonlocal compared
+        rgb = np.transpose(pygame.surfarray.array3d(cell.env._draw()), (1, 0, 2))
+        for size in sizes:
+            want = (
+                rgb if size == 512 else cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+            )
+            assert np.array_equal(cell.render(size), want)
+            compared += 1
+
+    for seed in range(3):
+        cell.teleport(PUSHT.sample_start_state(seed))
+        check()
+        centre = cell.cfg.px_to_table(*tee_world_point(cell.block_pose(), (0.0, 15.0)))
+        x, y = centre
+        start = cell.block_pose()
+        moves = [
+            (x, y, 0.05, 1.0),  # over the block
+            (x, y, 0.004, 1.0),  # down onto it (open jaws straddle it)
+            (x, y, 0.004, 0.0),  # grasp
+            (x + 0.03, y, 0.05, 0.0),  # carry it, lifted
+            (x + 0.03, y, 0.004, 1.0),  # put it down, release
+            (x - 0.05, y + 0.02, 0.004, 1.0),  # push across the table
+        ]
+        for *target, grip in moves:
+            q = cell.kin.ik(target, seed=cell.q, max_tilt=0.7)
+            q[GRIP] = grip
+            cell.command([(0.5, q)])
+            for _ in range(6):
+                cell.step()
+                carried += cell.attached
+                check()
+        assert not np.allclose(cell.block_pose(), start)
+    assert carried and compared == 3 * (1 + 36) * len(sizes)
+
+
 def test_a_teleported_cell_is_drawn_where_it_is():
     """The frame right after a teleport shows the pusher at its new place, as the frame after
     a step in which nothing moves does (an in-process episode records that frame first)."""
