@@ -75,15 +75,17 @@ class StreamNode:
         self._thread = threading.Thread(target=self._loop, name=self.node.get_name(), daemon=True)
         self._thread.start()
 
-    def subscribe(self, msg_type, topic: str, callback, qos):
+    def subscribe(self, msg_type, topic: str, callback, qos, raw: bool = False):
         """A subscription whose callback runs in the stream thread; undo with unsubscribe. As
-        with rclpy's executors, a callback of two arguments gets the MessageInfo too."""
+        with rclpy's executors, a callback of two arguments gets the MessageInfo too; with
+        ``raw`` the callback gets the serialized bytes (read them with enpire_env.cdr)."""
         sub = self.node.create_subscription(
             msg_type,
             topic,
             callback,
             qos,
             event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False),
+            raw=raw,
         )
         with self._lock:
             self._subs.append(sub)

@@ -14,6 +14,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool
 from trajectory_msgs.msg import JointTrajectory
 
+from enpire_env.cdr import JointStateView, decode_joint_state
 from enpire_env.kinematics import GRIPPER_INDEX, JOINT_NAMES
 from enpire_env.node_utils import CAMERA_QOS, STREAM_QOS, StreamNode, joint_positions
 from enpire_env.reset_routine import CellPort
@@ -73,7 +74,7 @@ class RosCellPort(CellPort):
         with self._cv:
             self._q, self._t = None, -1.0
         sub = self.streams.subscribe(
-            JointState, f"{self._ns}/joint_states", self._on_joints, STREAM_QOS
+            JointState, f"{self._ns}/joint_states", self._on_raw_joints, STREAM_QOS, raw=True
         )
         try:
             yield self
@@ -81,7 +82,10 @@ class RosCellPort(CellPort):
             self.streams.unsubscribe(sub)
 
     # --- inputs -------------------------------------------------------------------------
-    def _on_joints(self, msg: JointState) -> None:
+    def _on_raw_joints(self, data: bytes) -> None:
+        self._on_joints(decode_joint_state(data))  # enpire_env.cdr: every step of a reset
+
+    def _on_joints(self, msg: JointState | JointStateView) -> None:
         q = joint_positions(msg)
         if q is None:
             return

@@ -23,6 +23,12 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from trajectory_msgs.msg import JointTrajectory
 
+from enpire_env.cdr import (
+    JointStateView,
+    JointTrajectoryView,
+    decode_joint_state,
+    decode_joint_trajectory,
+)
 from enpire_env.kinematics import JOINT_NAMES, So101Kinematics
 from enpire_env.node_utils import STREAM_QOS, StreamNode, declare, joint_positions, run_node
 from enpire_env.ros_conversions import make_trajectory, seconds_from_stamp, trajectory_points
@@ -69,8 +75,11 @@ class SafetyGate:
         self._q: np.ndarray | None = None
         self._now = 0.0
         self.status_pub = node.create_publisher(SafetyStatus, "safety/status", 10)
-        # one command per control step, each superseding the last (a lost one: the watchdog)
-        streams.subscribe(JointTrajectory, "policy/joint_trajectory", self._on_command, STREAM_QOS)
+        # one command per control step, each superseding the last (a lost one: the watchdog);
+        # read from its bytes (enpire_env.cdr: the step's hot path)
+        streams.subscribe(
+            JointTrajectory, "policy/joint_trajectory", self._on_raw_command, STREAM_QOS, raw=True
+        )
         for topic in ("emergency_stop", "/emergency_stop"):
             node.create_subscription(Bool, topic, self._on_estop, 10)
         node.create_timer(0.5, self.publish_status)
@@ -86,7 +95,10 @@ class SafetyGate:
             self.node.get_logger().warning(self.filter.counters.last_violation)
             self.publish_status()
 
-    def _on_command(self, msg: JointTrajectory) -> None:
+    def _on_raw_command(self, data: bytes) -> None:
+        self._on_command(decode_joint_trajectory(data))
+
+    def _on_command(self, msg: JointTrajectory | JointTrajectoryView) -> None:
         # decide and send on under one lock: an e-stop handled between the two would
         # otherwise be overtaken by the command it should have stopped
         with self._lock:
@@ -151,13 +163,18 @@ class SafetyFilterNode(Node):
         self.gate = SafetyGate(
             self, cfg, self._forward, self._streams, So101Kinematics(urdf or None)
         )
-        self._streams.subscribe(JointState, "joint_states", self._on_joints, STREAM_QOS)
+        self._streams.subscribe(
+            JointState, "joint_states", self._on_raw_joints, STREAM_QOS, raw=True
+        )
         self.get_logger().info(f"safety filter ready for {self.gate.robot_id}")
 
     def _forward(self, points) -> None:
         self.out.publish(make_trajectory(JOINT_NAMES, points or []))
 
-    def _on_joints(self, msg: JointState) -> None:
+    def _on_raw_joints(self, data: bytes) -> None:
+        self._on_joints(decode_joint_state(data))
+
+    def _on_joints(self, msg: JointState | JointStateView) -> None:
         q = joint_positions(msg)
         if q is not None:
             self.gate.on_state(q, seconds_from_stamp(msg.header.stamp))

@@ -31,6 +31,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 
+from enpire_env import cdr
 from enpire_env.camera_sim import CameraConfig, SyntheticCamera, draw_scene
 from enpire_env.kinematics import JOINT_NAMES, So101Kinematics
 from enpire_env.node_utils import StreamNode, declare, run_node
@@ -354,12 +355,12 @@ class SimCellNode(Node):
             # outside the lock: the scene (~25 ms) and the optics (~40 ms)
             img = self._camera.frame(draw_scene(*img))
         stamp = stamp_from_seconds(t)
+        # the step's state goes out as bytes (enpire_env.cdr: the step's hot path)
+        header = cdr.Header(cdr.Stamp(stamp.sec, stamp.nanosec))
         if self.clock_pub.get_subscription_count():
             self.clock_pub.publish(Clock(clock=stamp))
         if joints:  # during an episode the rollout node reads cell_state: often nobody
-            js = JointState(name=list(JOINT_NAMES), position=q, velocity=dq)
-            js.header.stamp = stamp
-            self.joint_pub.publish(js)
+            self.joint_pub.publish(cdr.JointStateView(header, JOINT_NAMES, q, dq).cdr())
         if self.safety is not None:
             self.safety.on_state(np.asarray(q), t)
         if truth:
@@ -368,23 +369,26 @@ class SimCellNode(Node):
             pose = self._perceive(gt, img, stamp)
             if pose is not None:
                 self._pose = pose
-                self.pose_pub.publish(pose)
-        frame = None
-        if img is not None and (video or raw):
+                if self.pose_pub.get_subscription_count():
+                    self.pose_pub.publish(pose)
+        if combined or video:
+            if combined:
+                self.state_pub.publish(
+                    cdr.encode_cell_state(header, JOINT_NAMES, q, dq, self._pose)
+                )
+            if video:  # one message for the step's state and frame (the rollout node's video)
+                frame = None
+                if img is not None:
+                    h, w = img.shape[:2]
+                    frame_header = cdr.Header(header.stamp, "camera")
+                    frame = cdr.ImageView(frame_header, h, w, "rgb8", 0, w * 3, img.tobytes())
+                self.video_pub.publish(
+                    cdr.encode_cell_state(header, JOINT_NAMES, q, dq, self._pose, frame)
+                )
+        if img is not None and raw:
             frame = image_to_msg(img)
             frame.header.stamp = stamp
             frame.header.frame_id = "camera"
-        if combined or video:
-            state = CellState(name=list(JOINT_NAMES), position=q, velocity=dq)
-            state.header.stamp = stamp
-            state.block_pose = self._pose
-            if combined:
-                self.state_pub.publish(state)
-            if video:  # one message for the step's state and frame (the rollout node's video)
-                if frame is not None:
-                    state.image = frame
-                self.video_pub.publish(state)
-        if frame is not None and raw:
             self.image_pub.publish(frame)
 
     def _publish_truth(self, gt: dict, t: float, stamp, rejected: int, clipped: int) -> None:

@@ -112,7 +112,10 @@ class McapEpisodeLog:
         from rclpy.serialization import serialize_message
 
         for topic, msg, t_ns in self._pending:
-            self._write(topic, type_name(msg), serialize_message(msg), t_ns)
+            if hasattr(msg, "cdr"):  # a view of enpire_env.cdr: its own bytes
+                self._write(topic, msg.TYPE, msg.cdr(), t_ns)
+            else:
+                self._write(topic, type_name(msg), serialize_message(msg), t_ns)
         self._pending = []
 
     def _write(self, topic: str, tname: str, data: bytes, t_ns: int) -> None:

@@ -16,13 +16,13 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory
 
+from enpire_env import cdr
 from enpire_env.goal_liveness import Liveness, ServerGoneError, send_goal, wait_result
 from enpire_env.kinematics import JOINT_NAMES
 from enpire_env.node_utils import CAMERA_QOS, STREAM_QOS, StreamNode, joint_positions
 from enpire_env.pusht_geometry import GOAL_POSE, coverage
 from enpire_env.ros_cell_port import DISCOVERY_TIMEOUT
 from enpire_env.ros_conversions import (
-    make_trajectory,
     msg_to_image,
     seconds_from_stamp,
     video_frame,
@@ -56,11 +56,11 @@ class RobotLink:
         self.reset_mode, self.reset_timeout = reset_mode, reset_timeout
         self.mcap_image_every = mcap_image_every
         self.kin, self.cell_cfg, self.dt, self.cell_timeout = kin, cell_cfg, dt, cell_timeout
-        self._state: JointState | None = None  # the state the episode's step acts on
+        self._state: cdr.JointStateView | None = None  # the state the episode's step acts on
         self._state_tick = 0
         self.streams = streams  # the node's: where the robot's topics arrive
         self._cv = threading.Condition()
-        self._js: JointState | None = None
+        self._js: cdr.JointStateView | None = None
         self._js_wall = 0.0
         self._tick = 0
         self._pose: BlockPose | None = None
@@ -81,20 +81,23 @@ class RobotLink:
         with self._cv:
             self._js, self._pose, self._image = None, None, None
         camera = self._record_video  # frames from camera/image_raw, unless cell_state/video
+        # a cell_state is read from its bytes (enpire_env.cdr: the step's hot path)
+        raw_state = (CellState, self._on_raw_cell_state, STREAM_QOS, True)
         if camera and self.node.count_publishers(f"{self._ns}/cell_state/video"):
-            topics = [(CellState, "cell_state/video", self._on_cell_state, STREAM_QOS)]
+            topics = [("cell_state/video", *raw_state)]
             camera = False
         elif self.node.count_publishers(f"{self._ns}/cell_state"):  # one message per step
-            topics = [(CellState, "cell_state", self._on_cell_state, STREAM_QOS)]
+            topics = [("cell_state", *raw_state)]
         else:  # a cell of standard topics only (ros2_control and a perception node)
             topics = [
-                (JointState, "joint_states", self._on_js, STREAM_QOS),
-                (BlockPose, "perception/block_pose", self._on_pose, STREAM_QOS),
+                ("joint_states", JointState, self._on_raw_js, STREAM_QOS, True),
+                ("perception/block_pose", BlockPose, self._on_pose, STREAM_QOS, False),
             ]
         if camera:
-            topics.append((Image, "camera/image_raw", self._on_image, CAMERA_QOS))
+            topics.append(("camera/image_raw", Image, self._on_image, CAMERA_QOS, False))
         self._subs = [
-            self.streams.subscribe(t, f"{self._ns}/{name}", cb, qos) for t, name, cb, qos in topics
+            self.streams.subscribe(t, f"{self._ns}/{name}", cb, qos, raw)
+            for name, t, cb, qos, raw in topics
         ]
 
     def close(self) -> None:
@@ -117,7 +120,10 @@ class RobotLink:
             return ok
 
     # --- inputs -------------------------------------------------------------------------
-    def _on_js(self, msg: JointState) -> None:
+    def _on_raw_js(self, data: bytes) -> None:
+        self._on_js(cdr.decode_joint_state(data))
+
+    def _on_js(self, msg: cdr.JointStateView) -> None:
         with self._cv:
             self._js, self._js_wall = msg, time.monotonic()
             self._tick += 1
@@ -125,7 +131,10 @@ class RobotLink:
         for f in list(self.listeners):
             f("joint_states", msg)
 
-    def _on_cell_state(self, msg: CellState) -> None:
+    def _on_raw_cell_state(self, data: bytes) -> None:
+        self._on_cell_state(cdr.decode_cell_state(data))
+
+    def _on_cell_state(self, msg: cdr.CellStateView) -> None:
         """The parts of a cell_state, as if they had come on their own topics (the MCAP log
         records them so); the pose only when perception gave a new one, the camera frame where
         the message carries one (cell_state/video)."""
@@ -136,9 +145,7 @@ class RobotLink:
             last = self._pose
         if (pose.visible or pose.source) and (last is None or pose.header != last.header):
             self._on_pose(pose)
-        js = JointState(name=msg.name, position=msg.position, velocity=msg.velocity)
-        js.header = msg.header
-        self._on_js(js)
+        self._on_js(cdr.JointStateView(msg.header, msg.name, msg.position, msg.velocity))
 
     def _on_pose(self, msg: BlockPose) -> None:
         with self._cv:
@@ -158,16 +165,21 @@ class RobotLink:
         with self._cv:
             return self._js is not None and time.monotonic() - self._js_wall < timeout
 
-    def wait_tick(self, after: int, timeout: float) -> tuple[int, JointState]:
+    def state_stamp(self):
+        """The stamp of the state the episode acts on (None before its first)."""
+        js = self._state or self._js
+        return None if js is None else js.header.stamp
+
+    def wait_tick(self, after: int, timeout: float) -> tuple[int, cdr.JointStateView]:
         with self._cv:
             ok = self._cv.wait_for(lambda: self._tick > after, timeout)
             if not ok:
                 raise CellLostError(f"{self.robot_id}: no joint states for {timeout:g} s")
             return self._tick, self._js
 
-    def publish(self, q: np.ndarray, dt: float) -> JointTrajectory:
-        msg = make_trajectory(JOINT_NAMES, [(dt, q)])
-        self.pub.publish(msg)
+    def publish(self, q: np.ndarray, dt: float) -> cdr.JointTrajectoryView:
+        msg = cdr.trajectory_view(JOINT_NAMES, [(dt, q)])
+        self.pub.publish(msg.cdr())  # as bytes (enpire_env.cdr: the step's hot path)
         for f in list(self.listeners):
             f("policy/joint_trajectory", msg)
         return msg
@@ -264,8 +276,11 @@ class _McapRecorder(Recorder):
             every = self.link.mcap_image_every
             if not every or self.images % every:
                 return
-        stamp = getattr(getattr(msg, "header", None), "stamp", None)
-        t_ns = int(stamp.sec * 1e9 + stamp.nanosec) if stamp else time.time_ns()
+        if topic == "policy/joint_trajectory":  # stamped 0 (start now): at its state's time
+            stamp = self.link.state_stamp()
+        else:
+            stamp = getattr(getattr(msg, "header", None), "stamp", None)
+        t_ns = stamp.sec * 1_000_000_000 + stamp.nanosec if stamp else time.time_ns()
         self.log.write(f"/{self.link.robot_id}/{topic}", msg, t_ns)
 
     def __enter__(self):

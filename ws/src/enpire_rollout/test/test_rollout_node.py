@@ -120,6 +120,11 @@ def test_two_clients_share_four_cells_and_everything_is_recorded(fleet, ros_cont
             topics = {t for t, _, _ in msgs}
             assert f"/{x['robot_id']}/joint_states" in topics
             assert f"/{x['robot_id']}/policy/joint_trajectory" in topics
+            # each command logged at the cell time of the state it answers (its own stamp is
+            # 0, "start now"), so the log plays in order
+            states = {ns for t, _, ns in msgs if t.endswith("/joint_states")}
+            commands = [ns for t, _, ns in msgs if t.endswith("/policy/joint_trajectory")]
+            assert commands and set(commands) <= states and min(commands) > 0
             eps = {e["episode_index"]: e for e in read_episodes(x["dataset"])}
             ep = eps[x["dataset_index"]]
             assert ep["length"] == len(read_episode_frames(x["dataset"], x["dataset_index"]))
