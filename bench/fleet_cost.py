@@ -368,14 +368,16 @@ def in_process_service(args, env: dict, video: bool) -> float:
 def _floor_peer(role: str, period: float, steps: int) -> None:
     """One side of the messaging floor: the cell publishes a CellState per period and takes
     the commands that came; the policy side answers each state with a JointTrajectory. Both
-    read their topics as the nodes do (StreamNode). Prints its CPU ms per step."""
+    send and read them as the nodes do (reliable publishers, best-effort StreamNode
+    subscriptions, the messages as bytes through enpire_env.cdr). Prints its CPU ms per
+    step."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from trajectory_msgs.msg import JointTrajectory
 
+    from enpire_env import cdr
     from enpire_env.kinematics import JOINT_NAMES
-    from enpire_env.node_utils import StreamNode
-    from enpire_env.ros_conversions import make_trajectory
+    from enpire_env.node_utils import STREAM_QOS, StreamNode
     from enpire_msgs.msg import BlockPose, CellState
 
     rclpy.init()
@@ -384,17 +386,21 @@ def _floor_peer(role: str, period: float, steps: int) -> None:
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     if role == "cell":
         pub = node.create_publisher(CellState, "floor/cell_state", qos)
-        streams.subscribe(JointTrajectory, "floor/joint_trajectory", lambda m: None, qos)
+        streams.subscribe(
+            JointTrajectory,
+            "floor/joint_trajectory",
+            cdr.decode_joint_trajectory,
+            STREAM_QOS,
+            raw=True,
+        )
         while pub.get_subscription_count() == 0:
             time.sleep(0.1)
         time.sleep(1.0)
         t0, nxt = time.process_time(), time.monotonic()
         for i in range(steps):
             pose = BlockPose(visible=True, x=250.0, y=250.0, theta=0.5)
-            msg = CellState(name=list(JOINT_NAMES), position=[0.1] * 6, velocity=[0.0] * 6)
-            msg.block_pose = pose
-            msg.header.stamp.sec = i
-            pub.publish(msg)
+            header = cdr.Header(cdr.Stamp(i, 0))
+            pub.publish(cdr.encode_cell_state(header, JOINT_NAMES, [0.1] * 6, [0.0] * 6, pose))
             nxt += period
             time.sleep(max(0.0, nxt - time.monotonic()))
     else:
@@ -402,15 +408,16 @@ def _floor_peer(role: str, period: float, steps: int) -> None:
 
         answered, started, done = [0], [0.0], threading.Event()
 
-        def answer(_msg) -> None:
-            pub.publish(make_trajectory(JOINT_NAMES, [(0.1, [0.1] * 6)]))
+        def answer(data: bytes) -> None:
+            cdr.decode_cell_state(data)
+            pub.publish(cdr.encode_joint_trajectory(JOINT_NAMES, [(0.1, [0.1] * 6)]))
             answered[0] += 1
             if answered[0] == 1:
                 started[0] = time.process_time()
             elif answered[0] == steps:
                 done.set()
 
-        streams.subscribe(CellState, "floor/cell_state", answer, qos)
+        streams.subscribe(CellState, "floor/cell_state", answer, STREAM_QOS, raw=True)
         done.wait(steps * period + 60)
         # the clock started at the first state: the steps answered after it
         t0, steps = started[0], max(answered[0] - 1, 1)

@@ -142,6 +142,14 @@ class JointTrajectoryView:
 
 
 # --- reading -----------------------------------------------------------------------------
+def _reader(data: bytes, what: str) -> CdrReader:
+    """A reader of plain CDR (XCDR1), as ROS 2's RMWs send these types; anything else (XCDR2,
+    a parameter list) is refused rather than misread."""
+    if len(data) < 4 or data[0] != 0 or data[1] not in (0, 1):
+        raise ValueError(f"{what}: not plain CDR (encapsulation {bytes(data[:2]).hex()})")
+    return CdrReader(data)
+
+
 def _r_header(r: CdrReader) -> Header:
     sec, nanosec = r.int32(), r.uint32()
     return Header(Stamp(sec, nanosec), r.string())
@@ -153,7 +161,7 @@ def _r_floats(r: CdrReader) -> list:
 
 def decode_cell_state(data: bytes) -> CellStateView:
     """enpire_msgs/CellState from its CDR bytes (as taken with ``raw=True``)."""
-    r = CdrReader(data)
+    r = _reader(data, "CellState")
     header = _r_header(r)
     name = r.string_array(r.sequence_length())
     position, velocity = _r_floats(r), _r_floats(r)
@@ -170,7 +178,7 @@ def decode_cell_state(data: bytes) -> CellStateView:
 
 def decode_joint_state(data: bytes) -> JointStateView:
     """sensor_msgs/JointState from its CDR bytes."""
-    r = CdrReader(data)
+    r = _reader(data, "JointState")
     header = _r_header(r)
     name = r.string_array(r.sequence_length())
     return JointStateView(header, name, _r_floats(r), _r_floats(r), _r_floats(r))
@@ -178,7 +186,7 @@ def decode_joint_state(data: bytes) -> JointStateView:
 
 def decode_joint_trajectory(data: bytes) -> JointTrajectoryView:
     """trajectory_msgs/JointTrajectory from its CDR bytes."""
-    r = CdrReader(data)
+    r = _reader(data, "JointTrajectory")
     header = _r_header(r)
     names = r.string_array(r.sequence_length())
     points = []

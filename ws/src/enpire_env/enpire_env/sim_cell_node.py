@@ -15,6 +15,9 @@ Per robot namespace:
   srv  sim/teleport                         enpire_msgs/srv/TeleportBlock (simulator only)
 
 Stamps are cell-clock time. ``time_scale`` runs the cell faster (or slower) than real time.
+The step's messages (joint_states, cell_state(/video) out, policy/joint_trajectory in) are
+written and read as bytes (:mod:`enpire_env.cdr`): the same messages on the wire, without
+rclpy's message objects on the hot path.
 """
 
 from __future__ import annotations

@@ -4,8 +4,11 @@ usual message."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from mcap_ros2._cdr import CdrWriter, EncapsulationKind
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -94,6 +97,35 @@ def test_an_empty_image_is_no_frame():
     back = deserialize_message(out, CellState)
     assert back.image == Image() and back.block_pose == m.block_pose
     assert cdr.decode_cell_state(out).image.width == 0
+
+
+def test_a_joint_state_from_its_bytes_and_big_endian_too():
+    m = JointState(name=["a", "bb"], position=[1.0, 2.0], velocity=[], effort=[0.5])
+    _stamp(m.header.stamp, 9, 8)
+    v = cdr.decode_joint_state(serialize_message(m))
+    assert (v.name, v.position, v.velocity, v.effort) == (["a", "bb"], [1.0, 2.0], [], [0.5])
+    assert v.header.stamp == cdr.Stamp(9, 8)
+    out = io.BytesIO()  # the same message as a big-endian machine sends it
+    w = CdrWriter(out, EncapsulationKind.CDR_BE)
+    w.write_int32(9)
+    w.write_uint32(8)
+    w.write_string("")
+    w.write_uint32(2)
+    w.write_string_array(["a", "bb"])
+    for values in ([1.0, 2.0], [], [0.5]):
+        w.write_uint32(len(values))
+        w.write_float64_array(values)
+    assert cdr.decode_joint_state(out.getvalue()) == v
+
+
+@pytest.mark.parametrize("head", [b"\x00\x07\x00\x00", b"\x00\x03\x00\x00", b"\x01\x01\x00\x00"])
+def test_other_encodings_are_refused_not_misread(head):
+    data = head + serialize_message(JointState(name=["a"], position=[1.0]))[4:]
+    for decode in (cdr.decode_joint_state, cdr.decode_cell_state, cdr.decode_joint_trajectory):
+        with pytest.raises(ValueError, match="not plain CDR"):
+            decode(data)
+        with pytest.raises(ValueError, match="not plain CDR"):
+            decode(b"\x00")
 
 
 def test_trajectory_both_ways():

@@ -1,7 +1,8 @@
 """One robot of the fleet as the rollout node sees it: its topics, its liveness, and the
 RobotPort the episode runner (:func:`enpire_policy.episode.run_on_port`) drives over ROS:
 joint states and perception in, joint targets out through the safety filter, at the cell's
-control rate on the cell's clock."""
+control rate on the cell's clock. The step's state and command are read and written as bytes
+(:mod:`enpire_env.cdr`); the MCAP log records the parts of a state on their own topics."""
 
 from __future__ import annotations
 
