@@ -1,14 +1,15 @@
-"""The control step's two messages in CDR, without building rclpy message objects.
+"""The control step's messages in CDR, without building rclpy message objects.
 
 Every control step a cell sends its state (enpire_msgs/CellState) and receives the policy's
 command (trajectory_msgs/JointTrajectory). rclpy turns each into a tree of Python message
-objects (header, stamp, block pose, image, trajectory points), and that conversion, not DDS,
-is most of what a message costs a Python node: a CellState taken as a message ~0.19 ms of CPU
-on a 2-core VM, taken serialized and read here ~0.10 ms (bench/fleet_cost.py's step cost).
-The nodes on the step's hot path therefore publish serialized bytes and subscribe with
-``raw=True``, and read and write the few fields they use with mcap-ros2-support's CDR reader
-and writer. The bytes are what rclpy itself sends (XCDR1 little endian: tests compare both
-ways with ``rclpy.serialization``), so any ROS node reads them as usual messages.
+objects (header, stamp, block pose, image, trajectory points), a large part of what a message
+costs a Python node: a CellState taken as a message ~0.19 ms of CPU on a 2-core VM, taken
+serialized and read here ~0.10 ms. The nodes on the step's hot path therefore publish
+serialized bytes and subscribe with ``raw=True``, and read and write the fields with
+mcap-ros2-support's CDR reader and writer (its ``_cdr`` module, which its ROS 2 decoder uses;
+requirements.lock pins the version). The bytes are what rclpy itself sends (plain CDR, XCDR1:
+enpire_env/test/test_cdr.py compares both ways with ``rclpy.serialization``), so any ROS node
+reads them as usual messages.
 
 The decoded values are small dataclasses with the messages' field names (``msg.header.stamp``,
 ``msg.points[0].positions``...), so code that reads a message reads them alike. Nothing ROS is
