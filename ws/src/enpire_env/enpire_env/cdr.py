@@ -74,7 +74,7 @@ class BlockPoseView:
 
 @dataclass(frozen=True)
 class ImageView:
-    """sensor_msgs/Image; ``data`` as bytes."""
+    """sensor_msgs/Image; ``data``: bytes or a read-only view of them (a decoded message's)."""
 
     TYPE = "sensor_msgs/msg/Image"
     header: Header = Header()
@@ -172,7 +172,9 @@ def decode_cell_state(data: bytes) -> CellStateView:
     ih = _r_header(r)
     height, width, encoding = r.uint32(), r.uint32(), r.string()
     is_bigendian, step = r.uint8(), r.uint32()
-    data = bytes(r.uint8_array(r.sequence_length()))
+    size = r.sequence_length()  # the frame's bytes as a view of the message's: no copy
+    data = memoryview(r.data)[r.offset : r.offset + size]
+    r.offset += size
     image = ImageView(ih, height, width, encoding, is_bigendian, step, data)
     return CellStateView(header, name, position, velocity, pose, image)
 
@@ -236,8 +238,9 @@ def _w_image(w: CdrWriter, img) -> None:
     w.write_string(img.encoding)
     w.write_uint8(img.is_bigendian)
     w.write_uint32(img.step)
-    w.write_uint32(len(img.data))
-    w.write_bytes(bytes(img.data))
+    data = memoryview(img.data).cast("B")  # bytes, array.array or a view of a C-ordered array
+    w.write_uint32(len(data))
+    w.write_bytes(data)
 
 
 def encode_block_pose(pose) -> bytes:

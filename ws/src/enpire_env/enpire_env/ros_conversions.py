@@ -21,13 +21,17 @@ def image_to_msg(img: np.ndarray, msg=None):
     return msg
 
 
-def msg_to_image(msg) -> np.ndarray:
-    """sensor_msgs/Image (rgb8 or bgr8) as an RGB uint8 (H, W, 3) array."""
+def msg_to_image(msg, copy: bool = True) -> np.ndarray:
+    """sensor_msgs/Image (rgb8 or bgr8; a message or an enpire_env.cdr.ImageView) as an RGB
+    uint8 (H, W, 3) array; ``copy=False``: a read-only view of the message's data where it is
+    rgb8 (for a reader that only reads it, such as a resize)."""
     if msg.encoding not in ("rgb8", "bgr8"):
         raise ValueError(f"unsupported image encoding '{msg.encoding}' (need rgb8 or bgr8)")
-    buf = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
     img = buf.reshape(msg.height, msg.step)[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
-    return img[:, :, ::-1].copy() if msg.encoding == "bgr8" else img.copy()
+    if msg.encoding == "bgr8":
+        return img[:, :, ::-1].copy()
+    return img.copy() if copy else img
 
 
 def video_frame(img: np.ndarray, size: int) -> np.ndarray:

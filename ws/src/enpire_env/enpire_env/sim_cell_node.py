@@ -384,7 +384,8 @@ class SimCellNode(Node):
                 if img is not None:
                     h, w = img.shape[:2]
                     frame_header = cdr.Header(header.stamp, "camera")
-                    frame = cdr.ImageView(frame_header, h, w, "rgb8", 0, w * 3, img.tobytes())
+                    data = memoryview(np.ascontiguousarray(img)).cast("B")  # written once
+                    frame = cdr.ImageView(frame_header, h, w, "rgb8", 0, w * 3, data)
                 self.video_pub.publish(
                     cdr.encode_cell_state(header, JOINT_NAMES, q, dq, self._pose, frame)
                 )

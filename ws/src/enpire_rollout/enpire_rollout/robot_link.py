@@ -208,7 +208,9 @@ class RobotLink:
             msg = self._image
         if msg is None:
             return None
-        return video_frame(msg_to_image(msg), size)
+        img = msg_to_image(msg, copy=False)
+        frame = video_frame(img, size)
+        return frame.copy() if frame is img else frame
 
     def observe(self, step: int, pose_wait: float = 0.05) -> dict:
         js, dt = self._state, self.dt
