@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 from mcap_ros2._cdr import CdrReader, CdrWriter
 
+from enpire_env.ros_conversions import seconds_parts
+
 __all__ = [
     "BlockPoseView",
     "CellStateView",
@@ -289,7 +291,6 @@ def encode_joint_trajectory(joint_names, points) -> bytes:
 def trajectory_view(joint_names, points) -> JointTrajectoryView:
     out = []
     for t, q in points:
-        sec = int(t)
-        nanosec = int(round((t - sec) * 1e9)) % 1_000_000_000
-        out.append(TrajectoryPointView([float(v) for v in q], time_from_start=Stamp(sec, nanosec)))
+        span = Stamp(*seconds_parts(t))
+        out.append(TrajectoryPointView([float(v) for v in q], time_from_start=span))
     return JointTrajectoryView(joint_names=list(joint_names), points=out)

@@ -46,13 +46,19 @@ def video_frame(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def stamp_from_seconds(seconds: float):
-    from builtin_interfaces.msg import Time
-
+def seconds_parts(seconds: float) -> tuple[int, int]:
+    """(sec, nanosec) of a time or duration in seconds, as builtin_interfaces stores it."""
     # round to nanoseconds first: 5.9999999999 s is 6 s, not 5 s + a nanosecond part that
     # rounds up to a whole second and wraps to 0 (a clock that jumps back a second)
     ns = int(round(seconds * 1e9))
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+    return ns // 1_000_000_000, ns % 1_000_000_000
+
+
+def stamp_from_seconds(seconds: float):
+    from builtin_interfaces.msg import Time
+
+    sec, nanosec = seconds_parts(seconds)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def seconds_from_stamp(stamp) -> float:
@@ -103,7 +109,7 @@ def make_trajectory(joint_names, points):
     for t, q in points:
         pt = JointTrajectoryPoint()
         pt.positions = [float(v) for v in q]
-        sec = int(t)
-        pt.time_from_start = Duration(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
+        sec, nanosec = seconds_parts(t)
+        pt.time_from_start = Duration(sec=sec, nanosec=nanosec)
         msg.points.append(pt)
     return msg

@@ -156,6 +156,8 @@ def test_the_commands_bytes_are_make_trajectorys(dt):
     q = RNG.normal(size=6)
     data = cdr.encode_joint_trajectory(JOINT_NAMES, [(dt, q)])
     assert deserialize_message(data, JointTrajectory) == make_trajectory(JOINT_NAMES, [(dt, q)])
+    span = cdr.decode_joint_trajectory(data).points[0].time_from_start
+    assert span.sec + span.nanosec * 1e-9 == pytest.approx(dt, abs=1e-9)  # 1.9999999999: 2 s
 
 
 def test_a_sim_cells_bytes_are_usual_messages_to_ros(ros_domain, ros_context):
