@@ -344,7 +344,8 @@ class SimCellNode(Node):
             video = self.video_pub is not None and self.video_pub.get_subscription_count() > 0
             raw = self.image_pub.get_subscription_count() > 0
             joints = self.joint_pub.get_subscription_count() > 0
-            perceive = combined or video or self.pose_pub.get_subscription_count() > 0
+            pose_subs = self.pose_pub.get_subscription_count() > 0
+            perceive = combined or video or pose_subs
             truth = self.truth_pub.get_subscription_count() > 0
             gt = self.cell.ground_truth() if perceive or truth else {}
             img = None
@@ -372,7 +373,7 @@ class SimCellNode(Node):
             pose = self._perceive(gt, img, stamp)
             if pose is not None:
                 self._pose = pose
-                if self.pose_pub.get_subscription_count():
+                if pose_subs:
                     self.pose_pub.publish(pose)
         if combined or video:
             if combined:
