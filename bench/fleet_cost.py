@@ -365,12 +365,23 @@ def in_process_service(args, env: dict, video: bool) -> float:
     return float(run.stdout.split()[-1])
 
 
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by the processes ``pid`` started, and theirs (not ``pid``)."""
+    total = 0.0
+    for child in _children(pid):
+        st = _stat(child)
+        total += (st[1] if st else 0.0) + _tree_cpu(child)
+    return total
+
+
 def _floor_peer(role: str, period: float, steps: int) -> None:
     """One side of the messaging floor: the cell publishes a CellState per period and takes
     the commands that came; the policy side answers each state with a JointTrajectory. Both
     send and read them as the nodes do (reliable publishers, best-effort StreamNode
-    subscriptions, the messages as bytes through enpire_env.cdr). Prints its CPU ms per
-    step."""
+    subscriptions, the messages as bytes through enpire_env.cdr). Role ``contained``: the
+    policy side as R runs agent code, asking a policy in its sandboxed worker for each answer
+    (the built-in ``naive``, whose act() is a few small numpy operations; the worker's CPU
+    counts). Prints its CPU ms per step."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from trajectory_msgs.msg import JointTrajectory
@@ -405,38 +416,57 @@ def _floor_peer(role: str, period: float, steps: int) -> None:
             time.sleep(max(0.0, nxt - time.monotonic()))
     else:
         pub = node.create_publisher(JointTrajectory, "floor/joint_trajectory", qos)
+        worker = None
+        if role == "contained":
+            from enpire_env.pusht_geometry import GOAL_POSE
+            from enpire_policy.sandbox import PolicySource, SandboxedPolicy
 
-        answered, started, done = [0], [0.0], threading.Event()
+            worker = SandboxedPolicy(PolicySource("", "enpire_policy.naive")).start()
+            worker.reset(0)
+            obs = dict(tip=[200.0, 200.0], tip_height=0.0, joints=[0.1] * 6, step=0, dt=0.1)
+            obs.update(goal_pose=list(GOAL_POSE), block_pose=[250.0, 250.0, 0.5])
+        answered, started, done = [0], [0.0, 0.0], threading.Event()
 
         def answer(data: bytes) -> None:
             cdr.decode_cell_state(data)
+            if worker is not None:
+                obs["step"] = answered[0]
+                worker.act(obs)
             pub.publish(cdr.encode_joint_trajectory(JOINT_NAMES, [(0.1, [0.1] * 6)]))
             answered[0] += 1
             if answered[0] == 1:
-                started[0] = time.process_time()
+                started[:] = time.process_time(), _tree_cpu(os.getpid())
             elif answered[0] == steps:
                 done.set()
 
         streams.subscribe(CellState, "floor/cell_state", answer, STREAM_QOS, raw=True)
         done.wait(steps * period + 60)
         # the clock started at the first state: the steps answered after it
-        t0, steps = started[0], max(answered[0] - 1, 1)
+        t0, steps = started[0] - (_tree_cpu(os.getpid()) - started[1]), max(answered[0] - 1, 1)
+        if worker is not None:
+            worker.close()
     print(f"{1000 * (time.process_time() - t0) / steps:.4f}", flush=True)
     streams.close()
     node.destroy_node()
     rclpy.try_shutdown()
 
 
-def messaging_floor(args, env: dict, steps: int = 500) -> tuple[float, float]:
+def messaging_floor(
+    args, env: dict, steps: int = 500, contained: bool = False
+) -> tuple[float, float]:
     """CPU ms per step of a policy step's two messages alone (state to R, command to the cell)
-    between two processes at the fleet's control period: (cell side, policy side)."""
+    between two processes at the fleet's control period: (cell side, policy side); with
+    ``contained``, the policy side asks a policy in its sandboxed worker for each answer."""
+    from enpire_policy.isolation import SMALL_MATH_ENV
+
     period = 1.0 / (args.control_hz * args.time_scale)
     cmd = [sys.executable, __file__, "--floor-peer"]
+    env = {**SMALL_MATH_ENV, **env}  # as the launcher runs the nodes
     peers = [
         subprocess.Popen(
             [*cmd, role, str(period), str(steps)], env=env, stdout=subprocess.PIPE, text=True
         )
-        for role in ("policy", "cell")
+        for role in ("contained" if contained else "policy", "cell")
     ]
     cpu = [float(p.communicate(timeout=300)[0].split()[-1]) for p in peers]
     return cpu[1], cpu[0]
@@ -538,6 +568,17 @@ def main() -> None:
         f" read as the nodes read them: {cell:.2f} + {pol:.2f} = {cell + pol:.2f} ms CPU per step"
     )
     print(out[-1], flush=True)
+    cell2, pol2 = messaging_floor(args, env, contained=True)
+    floor = cell2 + pol2 + paced
+    out += [
+        f"floor with the policy in its sandboxed worker, as R runs agent code (the built-in "
+        f"naive, a few small numpy operations per act): {cell2:.2f} + {pol2:.2f} = "
+        f"{cell2 + pol2:.2f} ms CPU per step",
+        f"  + the paced in-process step ({paced:.2f} ms: physics and policy, idling between "
+        f"steps) = {floor:.2f} ms CPU per policy step before EN's resets, recording or video "
+        f"(4x the bare in-process step: {4 * direct:.2f} ms)",
+    ]
+    print("\n".join(out[-2:]), flush=True)
     rates = {}
     for n in args.cells:
         rates[n], cpu = throughput(n, args, env)
