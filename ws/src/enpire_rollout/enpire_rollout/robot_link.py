@@ -52,7 +52,11 @@ class RobotLink:
         reset_mode: str = "",
         reset_timeout: float = 120.0,
         mcap_image_every: int = 5,
+        reset_client: ActionClient | None = None,
     ):
+        """``reset_client``: the node's one /reset action client, shared by its robots (made
+        here when not given): every client of an action takes every feedback and status
+        message of every goal, so a client per robot had each robot's reset wake all of them."""
         self.node, self.robot_id = node, robot_id
         self.reset_mode, self.reset_timeout = reset_mode, reset_timeout
         self.mcap_image_every = mcap_image_every
@@ -72,7 +76,9 @@ class RobotLink:
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.cmd_topic = f"{ns}/policy/joint_trajectory"
         self.pub = node.create_publisher(JointTrajectory, self.cmd_topic, reliable)
-        self.reset_client = ActionClient(node, Reset, "/reset", callback_group=group)
+        self.reset_client = reset_client or ActionClient(
+            node, Reset, "/reset", callback_group=group
+        )
 
     # --- streams: subscribed only while they are used (an idle robot costs nothing) -------
     def open(self) -> None:

@@ -13,7 +13,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
@@ -21,7 +21,7 @@ from enpire_env.kinematics import So101Kinematics
 from enpire_env.node_utils import StreamNode, declare, run_node
 from enpire_env.ros_conversions import stamp_from_seconds
 from enpire_env.sim_cell import CellConfig
-from enpire_msgs.action import Rollout
+from enpire_msgs.action import Reset, Rollout
 from enpire_msgs.msg import FleetMetrics
 from enpire_policy import isolation
 from enpire_policy.policy_ref import PolicyRef
@@ -90,6 +90,8 @@ class RolloutNode(Node):
         self.group = ReentrantCallbackGroup()
         self._streams = StreamNode(self)
         kin, cell_cfg = So101Kinematics(), CellConfig()
+        # one /reset client for the fleet: each client takes every goal's feedback and status
+        reset_client = ActionClient(self, Reset, "/reset", callback_group=self.group)
         links = {
             r: RobotLink(
                 self,
@@ -104,6 +106,7 @@ class RolloutNode(Node):
                 reset_mode,
                 reset_timeout,
                 mcap_every,
+                reset_client,
             )
             for r in self.fleet
         }

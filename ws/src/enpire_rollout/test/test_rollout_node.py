@@ -161,6 +161,34 @@ def test_bad_goals_are_rejected_with_codes(fleet, ros_context_module):
     assert np.all([c.accepted for c in calls])
 
 
+def test_one_reset_client_serves_the_fleet(fleet, ros_context_module):
+    """The rollout node takes EN's reset feedback and status once, not once per robot (each
+    client of an action takes every goal's messages: four clients woke four times)."""
+    import time
+
+    from rclpy.node import Node
+
+    node = Node("test_reset_clients", context=ros_context_module)
+    try:
+        counts = {}
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            counts = {
+                t: sum(
+                    1
+                    for e in node.get_subscriptions_info_by_topic(f"/reset/_action/{t}")
+                    if e.node_name == "rollout_node"
+                )
+                for t in ("feedback", "status")
+            }
+            if all(counts.values()):
+                break
+            time.sleep(0.2)
+        assert counts == {"feedback": 1, "status": 1}, counts
+    finally:
+        node.destroy_node()
+
+
 def test_parameter_search_evaluates_candidates_through_rollout_goals(fleet, ros_context_module):
     import json
 
