@@ -27,11 +27,13 @@ CREATE TABLE IF NOT EXISTS episodes (
     dataset TEXT, dataset_index INTEGER, mcap TEXT, error TEXT, background INTEGER DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS episodes_goal ON episodes(goal_id);
+CREATE INDEX IF NOT EXISTS episodes_end ON episodes(wall_end, status);
 CREATE TABLE IF NOT EXISTS robot_intervals (
     id INTEGER PRIMARY KEY AUTOINCREMENT, robot_id TEXT NOT NULL, state TEXT NOT NULL,
     goal_id TEXT, episode_id TEXT, t_start REAL NOT NULL, t_end REAL
 );
 CREATE INDEX IF NOT EXISTS intervals_robot ON robot_intervals(robot_id, t_start);
+CREATE INDEX IF NOT EXISTS intervals_end ON robot_intervals(t_end);
 CREATE TABLE IF NOT EXISTS trainings (
     id TEXT PRIMARY KEY, agent_id TEXT, recipe TEXT, policy TEXT, artifact TEXT,
     status TEXT, metrics TEXT, wall_start REAL, wall_end REAL
@@ -252,6 +254,19 @@ class Ledger:
             " ORDER BY t_start",
             (until, since),
         )
+
+    def intervals_from(self, first_id: int, since: float) -> list[dict]:
+        """The intervals from id ``first_id`` on that are open or ended after ``since``, in
+        the order they began (ids grow as intervals are opened)."""
+        return self._read(
+            "SELECT * FROM robot_intervals WHERE id >= ? AND (t_end IS NULL OR t_end > ?)"
+            " ORDER BY id",
+            (first_id, since),
+        )
+
+    def intervals_by_id(self, ids: list[int]) -> list[dict]:
+        marks = ", ".join("?" * len(ids))
+        return self._read(f"SELECT * FROM robot_intervals WHERE id IN ({marks})", tuple(ids))
 
     # --- E: trainings and agent steps ---------------------------------------------------
     def add_training(self, row: dict) -> None:

@@ -28,7 +28,7 @@ from enpire_policy.policy_ref import PolicyRef
 from enpire_rollout.experiments import ConfirmRule, ExperimentFeeder, ExperimentQueue
 from enpire_rollout.ledger import Ledger
 from enpire_rollout.messages import episode_result_msg, robot_status_msg
-from enpire_rollout.metrics import fleet_usage
+from enpire_rollout.metrics import UsageMeter, fleet_usage
 from enpire_rollout.robot_link import RobotLink
 from enpire_rollout.rollout_core import RolloutError, RolloutErrorCode, RolloutRequest
 from enpire_rollout.rollout_service import GoalProgress, RolloutService, ServiceConfig
@@ -134,6 +134,7 @@ class RolloutNode(Node):
                 self.service, queue, self.get_name(), rule, log=self._log
             ).start()
         self._t_start = time.time()
+        self._usage = UsageMeter(self.ledger, self._t_start, self.fleet)  # since the start
         self.metrics_pub = self.create_publisher(FleetMetrics, "/fleet/metrics", 10)
         self.create_timer(1.0, self._publish_metrics, callback_group=self.group)
         self._server = ActionServer(
@@ -214,7 +215,7 @@ class RolloutNode(Node):
         if not self.metrics_pub.get_subscription_count():
             return  # the ledger queries below cost more than nobody listening is worth
         now = time.time()
-        total = fleet_usage(self.ledger, self._t_start, now, self.fleet)
+        total = self._usage.usage(now)
         window = fleet_usage(self.ledger, max(self._t_start, now - 60.0), now, self.fleet)
         m = FleetMetrics(
             num_robots=len(self.fleet),

@@ -189,6 +189,41 @@ def test_one_reset_client_serves_the_fleet(fleet, ros_context_module):
         node.destroy_node()
 
 
+def test_fleet_metrics_agree_with_the_ledger(fleet, ros_context_module):
+    """/fleet/metrics (1 Hz while subscribed): every robot, the episodes the ledger holds, MRU
+    the mean of the robots' utilisation."""
+    import time
+
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    from enpire_msgs.msg import FleetMetrics
+
+    _procs, data = fleet
+    node = Node("test_fleet_metrics", context=ros_context_module)
+    executor = SingleThreadedExecutor(context=ros_context_module)
+    executor.add_node(node)
+    got: list = []
+    node.create_subscription(FleetMetrics, "/fleet/metrics", got.append, 10)
+    try:
+        deadline = time.monotonic() + 15.0
+        while len(got) < 2 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.2)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+    assert len(got) >= 2, "no /fleet/metrics"
+    m = got[-1]
+    done = [e for e in Ledger(data / "ledger.sqlite").episodes() if e["status"] != "interrupted"]
+    assert list(m.robot_ids) == ROBOTS and m.num_robots == len(ROBOTS)
+    assert m.episodes_total == len(done)
+    assert len(m.robot_utilisation) == len(ROBOTS)
+    assert 0.0 <= m.mru <= 1.0 and 0.0 <= m.mru_window <= 1.0
+    assert m.mru == pytest.approx(sum(m.robot_utilisation) / len(ROBOTS))
+    if done:  # the first test's episodes kept robots busy
+        assert m.mru > 0.0
+
+
 def test_parameter_search_evaluates_candidates_through_rollout_goals(fleet, ros_context_module):
     import json
 
