@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 from rclpy.callback_groups import CallbackGroup
@@ -53,7 +54,7 @@ class RosCellPort(CellPort):
         self._q: np.ndarray | None = None
         self._t = -1.0
         self._wall = 0.0
-        self._estop = False
+        self._estops: dict[str, bool] = {}  # per topic: the robot's stop, the fleet's
         self._image: Image | None = None
         ns = self._ns = f"/{robot_id}"
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -61,7 +62,8 @@ class RosCellPort(CellPort):
             JointTrajectory, f"{ns}/arm_controller/joint_trajectory", reliable
         )
         for topic in (f"{ns}/emergency_stop", "/emergency_stop"):
-            node.create_subscription(Bool, topic, self._on_estop, 10, callback_group=group)
+            cb = partial(self._on_estop, topic)
+            node.create_subscription(Bool, topic, cb, 10, callback_group=group)
         self._teleport = node.create_client(
             TeleportBlock, f"{ns}/sim/teleport", callback_group=group
         )
@@ -97,14 +99,15 @@ class RosCellPort(CellPort):
             )
             self._cv.notify_all()
 
-    def _on_estop(self, msg: Bool) -> None:
-        self._estop = bool(msg.data)
-        if self._estop:
-            self.node.get_logger().warning(f"{self.robot_id}: emergency stop engaged")
+    def _on_estop(self, topic: str, msg: Bool) -> None:
+        self._estops[topic] = bool(msg.data)
+        if msg.data:
+            self.node.get_logger().warning(f"{self.robot_id}: emergency stop engaged ({topic})")
 
     @property
     def estop(self) -> bool:
-        return self._estop
+        """Engaged while the robot's or the fleet's stop is: releasing one lifts not the other."""
+        return any(self._estops.values())
 
     def _wait(self, predicate, timeout_cell: float) -> bool:
         """Wait until predicate() holds, up to timeout_cell seconds of cell time."""

@@ -60,6 +60,7 @@ class SafetyFilter:
         self.cfg = cfg or SafetyConfig()
         self.counters = SafetyCounters()
         self.estop = False
+        self._stops: dict[str, bool] = {}  # engaged or not, per source (the robot's, the fleet's)
         self.watchdog_tripped = False
         self._last_command: float | None = None
         self._motion_end: float | None = None
@@ -135,9 +136,13 @@ class SafetyFilter:
             return True
         return False
 
-    def set_estop(self, engaged: bool) -> bool:
-        """Returns True when the stop was just engaged (the caller must hold the arm)."""
-        was, self.estop = self.estop, engaged
+    def set_estop(self, engaged: bool, source: str = "") -> bool:
+        """Engage or release the stop of ``source`` (the robot's own, the fleet's): the arm is
+        stopped while any source's stop is engaged, so releasing one never lifts another.
+        Returns True when the stop was just engaged (the caller must hold the arm)."""
+        self._stops[source] = engaged
+        was, self.estop = self.estop, any(self._stops.values())
+        engaged = self.estop
         if engaged and not was:
             self.counters.last_violation = "emergency stop engaged"
             self._motion_end = None

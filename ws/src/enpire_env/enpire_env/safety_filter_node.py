@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from rclpy.node import Node
@@ -80,8 +81,8 @@ class SafetyGate:
         streams.subscribe(
             JointTrajectory, "policy/joint_trajectory", self._on_raw_command, STREAM_QOS, raw=True
         )
-        for topic in ("emergency_stop", "/emergency_stop"):
-            node.create_subscription(Bool, topic, self._on_estop, 10)
+        for topic in ("emergency_stop", "/emergency_stop"):  # the robot's, the fleet's
+            node.create_subscription(Bool, topic, partial(self._on_estop, topic), 10)
         node.create_timer(0.5, self.publish_status)
 
     def on_state(self, q: np.ndarray, now: float) -> None:
@@ -125,9 +126,9 @@ class SafetyGate:
             return  # a plain forward: counted in the next periodic status
         self.publish_status()
 
-    def _on_estop(self, msg: Bool) -> None:
+    def _on_estop(self, topic: str, msg: Bool) -> None:
         with self._lock:
-            if self.filter.set_estop(bool(msg.data)):
+            if self.filter.set_estop(bool(msg.data), topic):
                 self.forward(None)
                 self.node.get_logger().error("emergency stop engaged: holding")
         self.publish_status()

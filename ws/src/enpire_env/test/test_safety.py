@@ -81,6 +81,19 @@ def test_emergency_stop_refuses_until_released(kin, f):
     assert f.filter([(0.5, q0)], q0, now=1.0).points is not None
 
 
+def test_releasing_one_stop_does_not_lift_another(kin, f):
+    """The fleet's stop holds a robot whose own stop is released (and the other way round)."""
+    q0 = _q(kin, (0.2, 0.0, 0.05))
+    assert f.set_estop(True, "/emergency_stop") is True
+    assert f.set_estop(False, "emergency_stop") is False
+    assert f.estop and f.filter([(0.5, q0)], q0, now=0.0).points is None
+    f.set_estop(True, "emergency_stop")
+    f.set_estop(False, "/emergency_stop")
+    assert f.estop and f.filter([(0.5, q0)], q0, now=1.0).points is None
+    f.set_estop(False, "emergency_stop")
+    assert not f.estop and f.filter([(0.5, q0)], q0, now=2.0).points is not None
+
+
 def test_watchdog_holds_when_commands_stop_mid_motion(kin, f):
     q0, q1 = _q(kin, (0.2, 0.0, 0.05)), _q(kin, (0.25, 0.0, 0.05))
     f.filter([(3.0, q1)], q0, now=10.0)  # a 3 s motion

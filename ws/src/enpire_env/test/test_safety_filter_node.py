@@ -135,6 +135,20 @@ def test_emergency_stop_refuses_commands_until_released(rig):
     assert c.tip_px != pytest.approx(b.tip_px, abs=1.0), probe.latest("/robot_0/safety/status")
 
 
+def test_a_robot_release_does_not_lift_the_fleet_stop(rig):
+    import time
+
+    probe, kin = rig
+    probe.publish("/emergency_stop", Bool(data=True))
+    _status(probe, lambda s: s.estop)
+    probe.publish("/robot_0/emergency_stop", Bool(data=False))
+    time.sleep(1.2)  # the release is taken; the gate publishes its status every 0.5 s
+    st = _status(probe, lambda s: True)
+    assert st.estop, "a robot's release lifted the fleet's stop"
+    probe.publish("/emergency_stop", Bool(data=False))
+    _status(probe, lambda s: not s.estop)
+
+
 def test_cell_refuses_malformed_trajectories_and_keeps_running(rig):
     probe, kin = rig
     t0 = probe.wait_for("/robot_0/sim/ground_truth")
