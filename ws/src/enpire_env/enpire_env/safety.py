@@ -142,8 +142,7 @@ class SafetyFilter:
         Returns True when the stop was just engaged (the caller must hold the arm)."""
         self._stops[source] = engaged
         was, self.estop = self.estop, any(self._stops.values())
-        engaged = self.estop
-        if engaged and not was:
+        if self.estop and not was:
             self.counters.last_violation = "emergency stop engaged"
             self._motion_end = None
             return True

@@ -22,10 +22,15 @@ def utilisation(
     intervals: list[dict], start: float, end: float, robots: list[str] | None = None
 ) -> dict[str, float]:
     """Busy fraction of [start, end] per robot (open intervals run to ``end``)."""
-    span = max(end - start, 1e-9)
     busy: dict[str, float] = {r: 0.0 for r in robots or []}
     for iv in intervals:
         busy[iv["robot_id"]] = busy.get(iv["robot_id"], 0.0) + _busy_seconds(iv, start, end)
+    return _fractions(busy, start, end)
+
+
+def _fractions(busy: dict[str, float], start: float, end: float) -> dict[str, float]:
+    """Busy seconds per robot as fractions of [start, end]."""
+    span = max(end - start, 1e-9)
     return {r: min(v / span, 1.0) for r, v in busy.items()}
 
 
@@ -87,7 +92,4 @@ class UsageMeter:
                 busy[robot] = busy.get(robot, 0.0) + secs
         for robot, secs in self._closed.items():
             busy[robot] = busy.get(robot, 0.0) + secs
-        span = max(end - self.start, 1e-9)
-        return _usage(
-            self.ledger, self.start, end, {r: min(v / span, 1.0) for r, v in busy.items()}
-        )
+        return _usage(self.ledger, self.start, end, _fractions(busy, self.start, end))
